@@ -1,0 +1,72 @@
+"""委託先・外部サービス リスク評価ポータル — the application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from portal.config import load_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config_overrides: dict[str, Any] | None = None) -> Flask:
+    instance_path = Path(os.environ.get("PORTAL_INSTANCE_PATH") or PROJECT_ROOT / "instance")
+    app = Flask(
+        __name__,
+        instance_path=str(instance_path),
+        static_folder=str(PROJECT_ROOT / "static"),
+        static_url_path="/static",
+    )
+    app.config.update(load_config(instance_path))
+    if config_overrides:
+        app.config.update(config_overrides)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_cli(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from portal import db, errors, web
+    from portal.auth import passwords
+    from portal.auth.session import init_login
+    from portal.extensions import csrf
+
+    db.init_app(app)
+    passwords.init_app(app)
+    csrf.init_app(app)
+    init_login(app)
+    web.init_app(app)
+    errors.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from portal.admin.views import bp as admin_bp
+    from portal.audit.views import bp as audit_bp
+    from portal.auth.views import bp as auth_bp
+    from portal.main.views import bp as main_bp
+    from portal.vendors.views import bp as vendors_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(audit_bp)
+    app.register_blueprint(vendors_bp)
+
+
+def register_cli(app: Flask) -> None:
+    from portal.audit.cli import audit_cli
+    from portal.cli import db_cli
+    from portal.demo import demo_code, seed_demo
+    from portal.users.cli import create_admin
+
+    app.cli.add_command(db_cli)
+    app.cli.add_command(audit_cli)
+    app.cli.add_command(create_admin)
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(demo_code)

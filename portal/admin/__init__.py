@@ -1,0 +1,1 @@
+"""Administration UI for an organisation: users, departments, organisation profile."""

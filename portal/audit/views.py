@@ -1,0 +1,177 @@
+"""/audit: auditors, the CISO and the ネットワーク管理者 read their organisation's events."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, time, timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, render_template, request
+from flask_login import current_user
+from wtforms import DateField, IntegerField
+from wtforms.validators import NumberRange, Optional
+
+from portal.audit import service as audit
+from portal.audit.models import AuditEvent
+from portal.db import get_session
+from portal.forms import BaseForm, text_field
+from portal.permissions import Permission, require
+from portal.web import JST, format_jst
+
+bp = Blueprint("audit", __name__, url_prefix="/audit", template_folder="templates")
+
+PAGE_SIZE = 100
+ACTION_LABELS = {
+    "auth.login": "ログイン",
+    "auth.login_failed": "ログイン失敗",
+    "auth.locked": "アカウントロック",
+    "auth.logout": "ログアウト",
+    "auth.mfa_enrolled": "二要素認証の設定",
+    "auth.recovery_code_used": "リカバリーコードの使用",
+    "auth.recovery_codes_replaced": "リカバリーコードの再発行",
+    "auth.password_changed": "パスワード変更",
+    "auth.password_reset": "パスワード再設定",
+    "auth.invitation_accepted": "利用登録",
+    "user.created": "利用者の登録",
+    "user.updated": "利用者情報の変更",
+    "user.roles_changed": "役割の変更",
+    "user.disabled": "アカウントの無効化",
+    "user.enabled": "アカウントの有効化",
+    "user.unlocked": "ロック解除",
+    "user.reset": "パスワード再設定の依頼",
+    "user.invited": "利用登録の案内",
+    "organisation.created": "団体の登録",
+    "organisation.updated": "団体情報の変更",
+    "department.created": "所属の追加",
+    "department.updated": "所属の変更",
+    "vendor.created": "事業者の登録",
+    "vendor.linked": "事業者の追加",
+    "vendor.profile_updated": "会社情報の変更",
+    "audit.exported": "監査ログの出力",
+    "audit.purged": "監査ログの保存期間経過分の削除",
+}
+
+
+class FilterForm(BaseForm):
+    class Meta:
+        csrf = False
+        locales = ("ja_JP", "ja")
+
+    action = text_field("操作", 60, Optional())
+    actor = text_field("操作者（メールアドレス）", 254, Optional())
+    date_from = DateField("期間（開始日）", validators=[Optional()])
+    date_to = DateField("期間（終了日）", validators=[Optional()])
+    page = IntegerField("ページ", validators=[Optional(), NumberRange(min=1, max=100000)])
+
+
+def _filtered(form: FilterForm) -> sa.Select:
+    query = sa.select(AuditEvent).where(AuditEvent.organisation_id == current_user.organisation_id)
+    if form.action.data:
+        query = query.where(AuditEvent.action == form.action.data)
+    if form.actor.data:
+        query = query.where(AuditEvent.actor_label == form.actor.data.lower())
+    if form.date_from.data:
+        query = query.where(AuditEvent.occurred_at >= _jst_midnight(form.date_from.data))
+    if form.date_to.data:
+        query = query.where(
+            AuditEvent.occurred_at < _jst_midnight(form.date_to.data + timedelta(days=1))
+        )
+    return query.order_by(AuditEvent.seq.desc())
+
+
+def _jst_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=JST)
+
+
+@bp.route("/")
+@require(Permission.AUDIT_READ)
+def events():
+    form = FilterForm(request.args)
+    rows: list[AuditEvent] = []
+    page = 1
+    if form.validate():
+        page = form.page.data or 1
+        rows = list(
+            get_session().scalars(
+                _filtered(form).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
+            )
+        )
+    has_next = len(rows) > PAGE_SIZE
+    args = {k: v for k, v in request.args.items() if k != "page"}
+    return render_template(
+        "audit/events.html",
+        form=form,
+        rows=rows[:PAGE_SIZE],
+        page=page,
+        has_next=has_next,
+        args=args,
+        labels=ACTION_LABELS,
+        actions=sorted(ACTION_LABELS.items()),
+    )
+
+
+@bp.route("/export.csv", methods=["POST"])
+@require(Permission.AUDIT_READ)
+def export():
+    """CSV (UTF-8 with BOM, so Excel opens it) of the filtered events; the export is audited."""
+    form = FilterForm(request.form)
+    if not form.validate():
+        form = FilterForm(formdata=None)
+    db = get_session()
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow(
+        [
+            "連番",
+            "日時（日本時間）",
+            "日時（UTC）",
+            "操作",
+            "操作コード",
+            "操作者",
+            "操作者ID",
+            "対象種別",
+            "対象ID",
+            "IPアドレス",
+            "リクエストID",
+            "詳細",
+            "ハッシュ",
+            "直前のハッシュ",
+        ]
+    )
+    count = 0
+    for event in db.scalars(_filtered(form).execution_options(yield_per=1000)):
+        writer.writerow(
+            [
+                event.seq,
+                format_jst(event.occurred_at),
+                event.occurred_at.isoformat(),
+                ACTION_LABELS.get(event.action, event.action),
+                event.action,
+                event.actor_label,
+                event.actor_user_id or "",
+                event.object_type,
+                event.object_id,
+                event.ip,
+                event.request_id,
+                _csv_safe(event.details),
+                event.row_hash,
+                event.prev_hash,
+            ]
+        )
+        count += 1
+    audit.record(db, "audit.exported", actor=current_user, details={"rows": count})
+    db.commit()
+    return Response(
+        buffer.getvalue().encode("utf-8"),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": "attachment; filename=\"audit-log.csv\"; filename*=UTF-8''%E7%9B%A3%E6%9F%BB%E3%83%AD%E3%82%B0.csv"
+        },
+    )
+
+
+def _csv_safe(value: str) -> str:
+    """No formula injection when the file is opened in a spreadsheet."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

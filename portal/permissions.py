@@ -1,0 +1,172 @@
+"""Roles, the permissions they grant, and the object rules — the one place access is decided.
+
+Every view declares what it needs with ``@require(PERMISSION)`` (or ``@public`` /
+``@authenticated``); ``tests/test_routes.py`` walks ``app.url_map`` and fails on any view that
+declares nothing. Templates ask the same question through ``can()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+from flask import abort
+from flask_login import current_user
+
+if TYPE_CHECKING:
+    from portal.users.models import User
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    STAFF = "staff"
+    APPROVER = "approver"
+    SERVICE_MANAGER = "service_manager"
+    CISO = "ciso"
+    NETWORK_ADMIN = "network_admin"
+    AUDITOR = "auditor"
+    VENDOR = "vendor"
+
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.ADMIN: "システム管理者",
+    Role.STAFF: "担当職員",
+    Role.APPROVER: "許可権限者",
+    Role.SERVICE_MANAGER: "外部サービス管理者",
+    Role.CISO: "CISO（最高情報セキュリティ責任者）",
+    Role.NETWORK_ADMIN: "ネットワーク管理者",
+    Role.AUDITOR: "監査担当",
+    Role.VENDOR: "委託先・事業者",
+}
+
+STAFF_ROLES = frozenset(Role) - {Role.VENDOR}
+
+
+class Permission(StrEnum):
+    DASHBOARD = "dashboard.view"
+    USERS_MANAGE = "users.manage"
+    DEPARTMENTS_MANAGE = "departments.manage"
+    ORGANISATION_MANAGE = "organisation.manage"
+    VENDORS_VIEW = "vendors.view"
+    VENDORS_MANAGE = "vendors.manage"
+    AUDIT_READ = "audit.read"
+    VENDOR_PROFILE = "vendor.profile"
+
+
+_ALL_STAFF = set(STAFF_ROLES)
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(
+        {
+            Permission.DASHBOARD,
+            Permission.USERS_MANAGE,
+            Permission.DEPARTMENTS_MANAGE,
+            Permission.ORGANISATION_MANAGE,
+            Permission.VENDORS_VIEW,
+            Permission.VENDORS_MANAGE,
+        }
+    ),
+    Role.STAFF: frozenset(
+        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.VENDORS_MANAGE}
+    ),
+    Role.APPROVER: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW}),
+    Role.SERVICE_MANAGER: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW}),
+    Role.CISO: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}),
+    Role.NETWORK_ADMIN: frozenset(
+        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}
+    ),
+    Role.AUDITOR: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}),
+    Role.VENDOR: frozenset({Permission.DASHBOARD, Permission.VENDOR_PROFILE}),
+}
+
+# Markers read by the route walker test.
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+
+
+def permissions_of(user: User) -> frozenset[Permission]:
+    granted: set[Permission] = set()
+    for role in user.role_set:
+        granted |= ROLE_PERMISSIONS.get(role, frozenset())
+    return frozenset(granted)
+
+
+def can(user: Any, permission: Permission | str) -> bool:
+    """True when ``user`` is an active, logged-in account holding ``permission``."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    return Permission(permission) in permissions_of(user)
+
+
+def _mark(view: Callable, requirement: str) -> Callable:
+    view.required_permission = requirement  # type: ignore[attr-defined]
+    return view
+
+
+def public(view: Callable) -> Callable:
+    """Reachable without logging in (login page, invitation links, health check)."""
+    return _mark(view, PUBLIC)
+
+
+def authenticated(view: Callable) -> Callable:
+    """Any logged-in account (logout, own password, own MFA)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            from portal.auth.views import login_redirect
+
+            return login_redirect()
+        return view(*args, **kwargs)
+
+    return _mark(wrapper, AUTHENTICATED)
+
+
+def require(permission: Permission) -> Callable[[Callable], Callable]:
+    """The view needs ``permission``; anonymous users go to the login page, others get 403."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if not current_user.is_authenticated:
+                from portal.auth.views import login_redirect
+
+                return login_redirect()
+            if not can(current_user, permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return _mark(wrapper, str(permission))
+
+    return decorator
+
+
+# ---------------------------------------------------------------------------------------------
+# Object rules
+# ---------------------------------------------------------------------------------------------
+
+
+def same_organisation(actor: User, organisation_id: int | None) -> bool:
+    """Staff see their own organisation's objects only."""
+    return actor.organisation_id is not None and actor.organisation_id == organisation_id
+
+
+def can_manage_user(actor: User, target: User) -> bool:
+    """An admin manages the staff of its organisation and the vendor users it invited."""
+    if Role.ADMIN not in actor.role_set or actor.organisation_id is None:
+        return False
+    if target.organisation_id is not None:
+        return target.organisation_id == actor.organisation_id
+    return target.invited_by_organisation_id == actor.organisation_id
+
+
+def assignable_roles(target_is_vendor: bool) -> list[Role]:
+    """Vendor accounts hold only the vendor role; staff accounts any role but vendor."""
+    return [Role.VENDOR] if target_is_vendor else [r for r in Role if r is not Role.VENDOR]
+
+
+def requires_mfa(user: User) -> bool:
+    """TOTP is mandatory for every staff role; vendors may enrol voluntarily."""
+    return bool(user.role_set & STAFF_ROLES) or user.totp_enabled

@@ -1,0 +1,1 @@
+"""Vendor companies (委託先・外部サービス提供者), identified by their 法人番号."""

@@ -1,0 +1,130 @@
+"""What every request passes through: request ID, audit context, write intent, session
+timeouts, forced password change, and the security headers on every response."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from flask import Flask, Response, current_app, flash, g, redirect, request, session, url_for
+from flask_login import current_user, logout_user
+
+from portal.audit.service import AuditContext, audit_context
+from portal.db import reset_write_intent, set_write_intent, utcnow
+from portal.permissions import ROLE_LABELS, Role, can
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+# Endpoints an account with a temporary password may still reach.
+TEMPORARY_PASSWORD_ALLOWED = {"auth.change_password", "auth.logout", "static", "main.healthz"}
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start_request)
+    app.before_request(_enforce_session_lifetime)
+    app.before_request(_enforce_password_change)
+    app.after_request(_security_headers)
+    app.teardown_request(_reset_context)
+    app.context_processor(_template_helpers)
+    app.add_template_filter(format_jst, "jst")
+
+
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def format_jst(value: datetime | None) -> str:
+    """A UTC time as Japanese users read it: 2026年11月21日 09:05（日本時間）."""
+    if value is None:
+        return ""
+    local = value.astimezone(JST)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def _template_helpers() -> dict:
+    return {
+        "can": lambda permission: can(current_user, permission),
+        "role_label": lambda role: ROLE_LABELS.get(Role(role), role),
+        "now": utcnow,
+    }
+
+
+def _start_request() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.context_tokens = (
+        audit_context.set(AuditContext(ip=request.remote_addr or "", request_id=g.request_id)),
+        set_write_intent(request.method not in SAFE_METHODS),
+    )
+
+
+def _reset_context(_exc: BaseException | None) -> None:
+    tokens = g.pop("context_tokens", None)
+    if tokens:
+        audit_context.reset(tokens[0])
+        reset_write_intent(tokens[1])
+
+
+def _enforce_session_lifetime():
+    """Idle timeout and absolute lifetime (対策基準 7.2; SECURITY.md "Sessions")."""
+    if request.endpoint == "static":
+        return None
+    started, seen = session.get("login_at"), session.get("seen_at")
+    if not current_user.is_authenticated and "pending_login" not in session:
+        return None
+    now = utcnow().timestamp()
+    idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"]).total_seconds()
+    absolute = timedelta(hours=current_app.config["SESSION_ABSOLUTE_HOURS"]).total_seconds()
+    if started is None or seen is None or now - seen > idle or now - started > absolute:
+        logout_user()
+        session.clear()
+        flash(
+            "一定時間操作がなかったか、ログインの有効時間を過ぎたため、ログアウトしました。", "info"
+        )
+        return redirect(url_for("auth.login"))
+    session["seen_at"] = now
+    return None
+
+
+def _enforce_password_change():
+    if (
+        current_user.is_authenticated
+        and current_user.password_is_temporary
+        and request.endpoint not in TEMPORARY_PASSWORD_ALLOWED
+    ):
+        flash("仮パスワードでログインしています。新しいパスワードを設定してください。", "warning")
+        return redirect(url_for("auth.change_password"))
+    return None
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    if current_app.config["HSTS"]:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    if request.endpoint != "static":
+        headers["Cache-Control"] = "no-store"
+        headers["Pragma"] = "no-cache"
+    headers["X-Request-ID"] = g.get("request_id", "")
+    return response
