@@ -75,6 +75,8 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
         "DATABASE_URL": database_url,
         "EVIDENCE_DIR": evidence_dir,
         "BASE_URL": env.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
+        "TRUSTED_PROXIES": _int(env, "PORTAL_TRUSTED_PROXIES", 0),
         # Requests and uploads
         "MAX_CONTENT_LENGTH": _int(env, "PORTAL_MAX_UPLOAD_MB", 20) * 1024 * 1024,
         "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
