@@ -40,10 +40,12 @@ run: system $(STAMP)
 
 test: system $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -r portal -x portal/migrations --severity-level medium
 	PORTAL_ENV=testing $(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -r portal -x portal/migrations --severity-level medium
 	$(BIN)/ruff format --check .
 
 # Leaves instance/ (development database, secret key, outbox) alone.
