@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import secrets
 from datetime import datetime
 
@@ -25,8 +26,13 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 
 
 def qr_svg(uri: str) -> str:
-    """The QR code as a standalone SVG document, rendered here (no external service)."""
-    return segno.make(uri, error="m").svg_inline(scale=5, border=2, dark="#000", light="#fff")
+    """The QR code as a standalone SVG document (with its namespace, so that an ``<img>`` can
+    show it), rendered here: no external service ever sees the secret."""
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(
+        buffer, kind="svg", scale=5, border=2, dark="#000", light="#fff", xmldecl=True
+    )
+    return buffer.getvalue().decode("utf-8")
 
 
 def matching_step(
