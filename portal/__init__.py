@@ -55,6 +55,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.admin.views import bp as admin_bp
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
+    from portal.mail import bp as mail_bp
     from portal.main.views import bp as main_bp
     from portal.vendors.views import bp as vendors_bp
 
@@ -63,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(vendors_bp)
+    app.register_blueprint(mail_bp)
 
 
 def register_cli(app: Flask) -> None:

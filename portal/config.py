@@ -12,20 +12,33 @@ from pathlib import Path
 
 WEAK_SECRET_KEYS = {"", "secret", "changeme", "change-me", "dev", "development", "test"}
 MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_DISTINCT = 12  # "a" * 40 is long but not random
+
+
+def _weak_secret(key: str) -> bool:
+    return (
+        key.lower() in WEAK_SECRET_KEYS
+        or len(key) < MIN_SECRET_KEY_LENGTH
+        or len(set(key)) < MIN_SECRET_KEY_DISTINCT
+    )
 
 
 class ConfigError(RuntimeError):
     """The environment does not describe a configuration the portal may start with."""
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        # A count, duration or size of 0 or less would disable a control (lockout, timeouts …).
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
@@ -55,7 +68,7 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
 
     secret_key = env.get("PORTAL_SECRET_KEY", "")
     if production:
-        if secret_key.lower() in WEAK_SECRET_KEYS or len(secret_key) < MIN_SECRET_KEY_LENGTH:
+        if _weak_secret(secret_key):
             raise ConfigError(
                 "PORTAL_SECRET_KEY must be set to a random value of at least "
                 f"{MIN_SECRET_KEY_LENGTH} characters in production "
@@ -76,7 +89,7 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
         "EVIDENCE_DIR": evidence_dir,
         "BASE_URL": env.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
-        "TRUSTED_PROXIES": _int(env, "PORTAL_TRUSTED_PROXIES", 0),
+        "TRUSTED_PROXIES": _int(env, "PORTAL_TRUSTED_PROXIES", 0, minimum=0),
         # Requests and uploads
         "MAX_CONTENT_LENGTH": _int(env, "PORTAL_MAX_UPLOAD_MB", 20) * 1024 * 1024,
         "MAX_FORM_MEMORY_SIZE": 1024 * 1024,
@@ -103,7 +116,7 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
         "ARGON2_MEMORY_COST": _int(env, "PORTAL_ARGON2_MEMORY_COST", 65536),
         "ARGON2_PARALLELISM": _int(env, "PORTAL_ARGON2_PARALLELISM", 4),
         # Audit trail
-        "AUDIT_RETENTION_DAYS": _int(env, "PORTAL_AUDIT_RETENTION_DAYS", 365 * 5),
+        "AUDIT_RETENTION_DAYS": _int(env, "PORTAL_AUDIT_RETENTION_DAYS", 365 * 5, minimum=30),
         # Mail: SMTP when PORTAL_MAIL_SERVER is set, a folder of .eml files otherwise.
         "MAIL_SERVER": env.get("PORTAL_MAIL_SERVER", ""),
         "MAIL_PORT": _int(env, "PORTAL_MAIL_PORT", 587),

@@ -242,20 +242,30 @@ def seed_demo(password: str | None, as_json: bool, allow_production: bool) -> No
             f"{passwords.MIN_LENGTH}文字以上にしてください。", param_hint="--password"
         )
     generated = password or secrets.token_urlsafe(12)
-    created = False
+    created: set[str] = set()
     with writing() as session:
         org, second = _ensure_organisations(session)
         companies = _ensure_companies(session, org)
         for spec, home in [(a, org) for a in ACCOUNTS] + [(a, second) for a in SECOND_ACCOUNTS]:
             if session.scalar(sa.select(User.id).where(User.email == spec.email)) is None:
                 _create_account(session, spec, home, companies, generated)
-                created = True
+                created.add(spec.email)
     session = get_session()
-    shown_password = generated if (created or password) else None
+
+    def known_password(user: User) -> str | None:
+        """Show a password only where it is really the account's password."""
+        if user.email in created:
+            return generated
+        if password and passwords.verify_password(user.password_hash, password)[0]:
+            return password
+        return None
+
     rows = []
     for spec in ACCOUNTS + SECOND_ACCOUNTS:
         user = session.scalar(sa.select(User).where(User.email == spec.email))
-        rows.append(_describe(user, shown_password, spec))
+        rows.append(_describe(user, known_password(user), spec))
+    shown = {row["password"] for row in rows if row["password"]}
+    shown_password = shown.pop() if len(shown) == 1 else None
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))

@@ -6,7 +6,10 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from portal.db import get_session
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,12 @@ def init_app(app: Flask) -> None:
     def _conflict(_error: ConflictError):
         return render_error(409)
 
+    @app.errorhandler(StaleDataError)
+    def _stale(_error: StaleDataError):
+        # The version column did not match: someone else saved first (optimistic locking).
+        get_session().rollback()
+        return render_error(409)
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
         code = error.code or 500
@@ -78,4 +87,6 @@ def init_app(app: Flask) -> None:
         if isinstance(error, HTTPException):
             return _http(error)
         log.exception("unhandled error", exc_info=error)
+        # A failed flush leaves the session unusable; the error page itself may need it.
+        get_session().rollback()
         return render_error(InternalServerError.code)

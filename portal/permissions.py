@@ -162,6 +162,16 @@ def can_manage_user(actor: User, target: User) -> bool:
     return target.invited_by_organisation_id == actor.organisation_id
 
 
+def can_invite_vendor_user(actor: User, target: User) -> bool:
+    """Staff who manage vendors invite the vendor users their organisation registered."""
+    return (
+        target.is_vendor
+        and actor.organisation_id is not None
+        and target.invited_by_organisation_id == actor.organisation_id
+        and can(actor, Permission.VENDORS_MANAGE)
+    )
+
+
 def assignable_roles(target_is_vendor: bool) -> list[Role]:
     """Vendor accounts hold only the vendor role; staff accounts any role but vendor."""
     return [Role.VENDOR] if target_is_vendor else [r for r in Role if r is not Role.VENDOR]

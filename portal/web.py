@@ -7,7 +7,18 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from flask import Flask, Response, current_app, flash, g, redirect, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, logout_user
 
 from portal.audit.service import AuditContext, audit_context
@@ -38,6 +49,7 @@ TEMPORARY_PASSWORD_ALLOWED = {"auth.change_password", "auth.logout", "static", "
 
 def init_app(app: Flask) -> None:
     app.before_request(_start_request)
+    app.before_request(_refuse_nul_characters)
     app.before_request(_enforce_session_lifetime)
     app.before_request(_enforce_password_change)
     app.after_request(_security_headers)
@@ -72,6 +84,16 @@ def _start_request() -> None:
         audit_context.set(AuditContext(ip=request.remote_addr or "", request_id=g.request_id)),
         set_write_intent(request.method not in SAFE_METHODS),
     )
+
+
+def _refuse_nul_characters() -> None:
+    """No browser sends U+0000 and PostgreSQL cannot store it: refuse it anywhere (400)."""
+    values = [v for _key, vs in request.args.lists() for v in vs]
+    if request.method not in SAFE_METHODS:
+        values += [v for _key, vs in request.form.lists() for v in vs]
+        values += [f.filename or "" for f in request.files.values()]
+    if any("\x00" in value for value in values):
+        abort(400)
 
 
 def _reset_context(_exc: BaseException | None) -> None:

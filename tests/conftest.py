@@ -14,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from portal import create_app
+from portal.audit.models import AuditChain
+from portal.audit.service import GENESIS_CHAIN_HEAD
 from portal.cli import upgrade
 from portal.db import Base, engine_for
 from tests import factories
@@ -53,6 +55,9 @@ def app(database_url, tmp_path):
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
+        conn.execute(
+            sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD)
+        )  # as the migration leaves it
     engine.dispose()
 
 

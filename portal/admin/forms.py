@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from wtforms import BooleanField, HiddenField, IntegerField, SelectField, SelectMultipleField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+)
 from wtforms.validators import DataRequired, InputRequired, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -24,8 +31,8 @@ class VersionedForm(BaseForm):
             return None
 
 
-def role_choices(vendor: bool) -> list[tuple[str, str]]:
-    return [(r.value, ROLE_LABELS[r]) for r in assignable_roles(vendor)]
+def role_choices(vendor: bool) -> list[SelectChoice]:
+    return [SelectChoice(r.value, ROLE_LABELS[r]) for r in assignable_roles(vendor)]
 
 
 class UserForm(VersionedForm):
@@ -59,7 +66,9 @@ class DepartmentForm(BaseForm):
 class OrganisationForm(VersionedForm):
     name = text_field("正式名称", 200, DataRequired())
     kind = SelectField(
-        "団体の種類", choices=list(ORGANISATION_KINDS.items()), validators=[InputRequired()]
+        "団体の種類",
+        choices=[SelectChoice(key, label) for key, label in ORGANISATION_KINDS.items()],
+        validators=[InputRequired()],
     )
     self_designation = text_field("文書での自称", 20, DataRequired())
     ciso_title = text_field("最高情報セキュリティ責任者（CISO）の職名", 100, DataRequired())

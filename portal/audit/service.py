@@ -22,6 +22,14 @@ from portal.db import utcnow
 
 GENESIS_HASH = "0" * 64
 CHAIN_ID = 1
+# The head row the initial migration inserts; the chain starts from it.
+GENESIS_CHAIN_HEAD = {
+    "id": CHAIN_ID,
+    "last_seq": 0,
+    "last_hash": GENESIS_HASH,
+    "anchor_seq": 0,
+    "anchor_hash": GENESIS_HASH,
+}
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,8 @@ def _advance_chain(session: Session) -> tuple[int, str]:
     ).first()
     if row is not None:
         return row.last_seq, row.last_hash
-    session.execute(
-        sa.insert(AuditChain).values(
-            id=CHAIN_ID, last_seq=1, last_hash=GENESIS_HASH, anchor_seq=0, anchor_hash=GENESIS_HASH
-        )
-    )
+    # Only reached if the head row was removed by hand; the migration creates it.
+    session.execute(sa.insert(AuditChain).values(**{**GENESIS_CHAIN_HEAD, "last_seq": 1}))
     return 1, GENESIS_HASH
 
 

@@ -143,7 +143,8 @@ def export():
     count = 0
     for event in db.scalars(_filtered(form).execution_options(yield_per=1000)):
         writer.writerow(
-            [
+            _csv_safe(str(cell))
+            for cell in [
                 event.seq,
                 format_jst(event.occurred_at),
                 event.occurred_at.isoformat(),
@@ -155,7 +156,7 @@ def export():
                 event.object_id,
                 event.ip,
                 event.request_id,
-                _csv_safe(event.details),
+                event.details,
                 event.row_hash,
                 event.prev_hash,
             ]
@@ -173,5 +174,6 @@ def export():
 
 
 def _csv_safe(value: str) -> str:
-    """No formula injection when the file is opened in a spreadsheet."""
+    """No formula injection when the file is opened in a spreadsheet (applied to every cell:
+    e-mail addresses, request IDs and object IDs may start with = + - @ too)."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

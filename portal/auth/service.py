@@ -254,7 +254,7 @@ def set_password(
         new_password,
         email=user.email,
         name=user.name,
-        organisation_name=user.organisation.name if user.organisation else "",
+        organisation_name=user.home_name,  # the organisation, or a vendor user's company
     )
     if problems:
         raise PasswordRejected(problems)

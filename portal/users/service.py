@@ -18,7 +18,7 @@ from portal.auth.models import RecoveryCode
 from portal.auth.service import end_all_sessions
 from portal.errors import ConflictError
 from portal.orgs.models import Department
-from portal.permissions import Role, assignable_roles, can_manage_user
+from portal.permissions import Role, assignable_roles, can_invite_vendor_user, can_manage_user
 from portal.users.models import User
 from portal.vendors.models import VendorCompany
 
@@ -277,7 +277,8 @@ def reset_credentials(
 
 
 def issue_invitation(session: Session, actor: User, target: User, valid_for: timedelta) -> str:
-    _require_manageable(actor, target)
+    if not can_invite_vendor_user(actor, target):
+        _require_manageable(actor, target)
     if target.password_hash is not None:
         raise UserAdminError("この利用者はすでに利用登録を済ませています。")
     token = tokens.issue(session, target, tokens.INVITATION, valid_for)

@@ -29,6 +29,14 @@ def upgrade() -> None:
     sa.Column('anchor_hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_chain'))
     )
+    # The chain head exists from the start, so concurrent first writers lock it instead of
+    # racing to create it.
+    op.bulk_insert(
+        sa.table('audit_chain', sa.column('id', sa.Integer), sa.column('last_seq', sa.BigInteger),
+                 sa.column('last_hash', sa.String), sa.column('anchor_seq', sa.BigInteger),
+                 sa.column('anchor_hash', sa.String)),
+        [{'id': 1, 'last_seq': 0, 'last_hash': '0' * 64, 'anchor_seq': 0, 'anchor_hash': '0' * 64}],
+    )
     op.create_table('audit_event',
     sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
