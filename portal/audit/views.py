@@ -52,6 +52,13 @@ ACTION_LABELS = {
     "audit.purged": "監査ログの保存期間経過分の削除",
 }
 
+OBJECT_LABELS = {
+    "user_account": "利用者",
+    "organisation": "団体",
+    "department": "所属",
+    "vendor_company": "事業者",
+}
+
 
 class FilterForm(BaseForm):
     class Meta:
@@ -107,6 +114,7 @@ def events():
         has_next=has_next,
         args=args,
         labels=ACTION_LABELS,
+        object_labels=OBJECT_LABELS,
         actions=sorted(ACTION_LABELS.items()),
     )
 
@@ -152,7 +160,7 @@ def export():
                 event.action,
                 event.actor_label,
                 event.actor_user_id or "",
-                event.object_type,
+                OBJECT_LABELS.get(event.object_type, event.object_type),
                 event.object_id,
                 event.ip,
                 event.request_id,

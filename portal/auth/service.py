@@ -76,7 +76,9 @@ def _ip_failures(session: Session, ip: str, since: datetime) -> int:
 def register_failure(
     session: Session, user: User | None, email: str, ip: str, policy: LoginPolicy, step: str
 ) -> None:
-    """Count a failed password or MFA attempt; lock the account at the limit."""
+    """Record a failed password or MFA attempt and count it against the account (lock at the
+    limit). Attempts refused by the per-address throttle never reached the password check:
+    they are recorded, but do not count, so a throttled attacker cannot keep accounts locked."""
     now = utcnow()
     session.add(
         LoginAttempt(
@@ -96,7 +98,7 @@ def register_failure(
         obj=user,
         details={"step": step},
     )
-    if user is None:
+    if user is None or step == "throttled":
         return
     user.failed_login_count += 1
     if user.failed_login_count >= policy.max_failures and not is_locked(user, now):
@@ -189,17 +191,20 @@ def verify_second_factor(
 
 
 def use_recovery_code(session: Session, user: User, code: str) -> bool:
-    digest = totp.hash_recovery_code(code)
-    record = session.scalar(
-        sa.select(RecoveryCode).where(
+    """Spend a recovery code. The conditional UPDATE makes two simultaneous uses of the same
+    code impossible: only one of them changes the row."""
+    used = session.execute(
+        sa.update(RecoveryCode)
+        .where(
             RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == digest,
+            RecoveryCode.code_hash == totp.hash_recovery_code(code),
             RecoveryCode.used_at.is_(None),
         )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    if record is None:
+    if used.rowcount != 1:
         return False
-    record.used_at = utcnow()
     audit.record(session, "auth.recovery_code_used", actor=user, obj=user)
     session.flush()
     return True

@@ -137,8 +137,13 @@ def mfa_setup():
     user, pending = _setup_user()
     if user is None:
         return redirect(url_for("auth.login"))
-    if pending and user.totp_enabled:
-        return redirect(url_for("auth.mfa"))
+    if user.totp_enabled:
+        if pending:
+            return redirect(url_for("auth.mfa"))
+        # Replacing a working second factor needs more than a session: an administrator resets
+        # it (the user proves who they are to the administrator, not to a stolen session).
+        flash("二要素認証は設定済みです。認証アプリを変更する場合は、システム管理者に初期化を依頼してください。", "info")
+        return redirect(url_for("auth.account"))
     secret = session.get("totp_setup_secret")
     if not secret:
         secret = session["totp_setup_secret"] = totp.new_secret()

@@ -16,6 +16,7 @@ from portal.audit import service as audit
 from portal.auth import tokens
 from portal.auth.models import RecoveryCode
 from portal.auth.service import end_all_sessions
+from portal.db import utcnow
 from portal.errors import ConflictError
 from portal.orgs.models import Department
 from portal.permissions import Role, assignable_roles, can_invite_vendor_user, can_manage_user
@@ -256,6 +257,7 @@ def reset_credentials(
     if not target.active:
         raise UserAdminError("無効なアカウントのパスワードは再設定できません。")
     target.password_hash = None
+    target.password_changed_at = utcnow()  # voided now; the reset link sets the next one
     target.password_is_temporary = False
     if reset_mfa:
         target.totp_enabled = False
