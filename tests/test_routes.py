@@ -1,0 +1,345 @@
+"""The route walker: every rule of ``app.url_map`` declares its permission, anonymous users are
+sent to the login page, every POST needs a CSRF token, no GET changes anything, and every role
+lacking a route's permission gets 403 (SECURITY.md "Access control", "Sessions").
+
+The helpers at the top are shared with ``tests/test_isolation.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from portal.auth import tokens
+from portal.db import Base, engine_for
+from portal.errors import MESSAGES
+from portal.permissions import (
+    AUTHENTICATED,
+    PUBLIC,
+    ROLE_PERMISSIONS,
+    Permission,
+    Role,
+    public,
+)
+from portal.users.models import User
+from tests.factories import PASSWORD
+from tests.helpers import Browser, soup
+
+# The page's own form: the navigation holds a logout form that comes first in the document.
+MAIN_FORM = "main form[method=post]"
+EXEMPT_ENDPOINTS = {"static"}  # Flask's own static files: public by nature
+_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def walked_rules(app, method: str | None = None) -> list:
+    """Every rule except Flask's static files, optionally only those accepting ``method``."""
+    return [
+        rule
+        for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule)
+        if rule.endpoint not in EXEMPT_ENDPOINTS and (method is None or method in rule.methods)
+    ]
+
+
+def requirement_of(app, rule) -> str | None:
+    return getattr(app.view_functions[rule.endpoint], "required_permission", None)
+
+
+def undeclared_routes(app) -> list[str]:
+    return [
+        f"{rule.rule} ({rule.endpoint})"
+        for rule in walked_rules(app)
+        if requirement_of(app, rule) is None
+    ]
+
+
+def needed_permission(app, rule) -> Permission | None:
+    """The Permission a rule requires, or None for public / any-logged-in routes."""
+    requirement = requirement_of(app, rule)
+    if requirement in (None, PUBLIC, AUTHENTICATED):
+        return None
+    return Permission(requirement)
+
+
+def path_for(rule, samples: dict) -> str:
+    """The rule's path with its arguments filled from ``samples``; fails naming what is missing."""
+    missing = sorted(set(rule.arguments) - samples.keys())
+    assert not missing, (
+        f"route {rule.rule} has argument(s) {missing} with no sample value: "
+        "add arranged data for them to the walker tests"
+    )
+    return _ARGUMENT.sub(lambda m: str(samples[m.group(1)]), rule.rule)
+
+
+def snapshot(app) -> dict[str, list]:
+    """Every row of every table, for "nothing changed" assertions."""
+    with engine_for(app).connect() as conn:
+        return {
+            table.name: sorted((tuple(row) for row in conn.execute(sa.select(table))), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def changed_tables(before: dict, after: dict) -> list[str]:
+    return [name for name in before if before[name] != after[name]]
+
+
+def audit_count(db) -> int:
+    from portal.audit.models import AuditEvent
+
+    db.rollback()  # end the test session's read transaction: see what the requests committed
+    db.expire_all()
+    return db.scalar(sa.select(sa.func.count()).select_from(AuditEvent))
+
+
+def signed_in(app, user, password: str = PASSWORD) -> Browser:
+    """A browser logged in as ``user`` through the real login (and TOTP) forms."""
+    browser = Browser(app.test_client())
+    response = browser.login(user, password)
+    assert response.status_code == 302, f"login of {user.email} → {response.status_code}"
+    assert response.headers["Location"] == "/", response.headers["Location"]
+    return browser
+
+
+def csrf_token(browser: Browser, page: str = "/") -> str:
+    node = soup(browser.get(page)).select_one("input[name=csrf_token]")
+    assert node is not None, f"no CSRF token on {page}"
+    return node["value"]
+
+
+def error_title(response) -> str:
+    node = soup(response).select_one("h1")
+    return node.get_text(strip=True) if node else ""
+
+
+def issue_token(app, db, user, purpose: str) -> str:
+    with app.app_context():
+        token = tokens.issue(db, user, purpose, timedelta(hours=1))
+    db.commit()
+    return token
+
+
+def arrange_organisation(make, org, prefix: str = ""):
+    """One organisation with a department, a vendor company and one account per role."""
+    department = make.department(org, name=f"{prefix}情報政策課")
+    company = make.company(org, name=f"{prefix}テスト情報システム株式会社")
+    people = {
+        role: make.user(
+            org,
+            roles={role},
+            name=f"{prefix}{role.value}役",
+            departments=[department],
+        )
+        for role in Role
+        if role is not Role.VENDOR
+    }
+    people[Role.VENDOR] = make.user(company=company, invited_by=org, name=f"{prefix}委託先担当")
+    target = make.user(org, roles={Role.STAFF}, name=f"{prefix}対象職員", departments=[department])
+    pending = make.user(org, roles={Role.STAFF}, name=f"{prefix}登録待ち職員", password=None)
+    return SimpleNamespace(
+        org=org,
+        department=department,
+        company=company,
+        people=people,
+        target=target,
+        pending=pending,
+    )
+
+
+@pytest.fixture
+def world(app, db, make, org):
+    arranged = arrange_organisation(make, org)
+    invitation = issue_token(app, db, arranged.pending, tokens.INVITATION)
+    arranged.samples = {
+        "user_id": arranged.target.id,
+        "department_id": arranged.department.id,
+        "company_id": arranged.company.id,
+        "token": invitation,
+    }
+    return arranged
+
+
+# ---------------------------------------------------------------------------------------------
+# Every route declares its permission
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_route_declares_the_permission_it_needs(app):
+    assert undeclared_routes(app) == [], "routes without @require / @public / @authenticated"
+
+
+def test_every_declared_requirement_is_known_and_reachable_by_some_role(app):
+    granted = set().union(*ROLE_PERMISSIONS.values())
+    problems = []
+    for rule in walked_rules(app):
+        requirement = requirement_of(app, rule)
+        if requirement in (PUBLIC, AUTHENTICATED):
+            continue
+        if requirement not in {str(p) for p in Permission}:
+            problems.append(f"{rule.rule}: unknown requirement {requirement!r}")
+        elif Permission(requirement) not in granted:
+            problems.append(f"{rule.rule}: no role holds {requirement}")
+    assert problems == []
+
+
+def test_the_walker_names_a_route_that_declares_nothing(app):
+    app.add_url_rule("/undeclared-for-test", "undeclared_for_test", lambda: "x")
+    app.add_url_rule("/declared-for-test", "declared_for_test", public(lambda: "x"))
+
+    assert undeclared_routes(app) == ["/undeclared-for-test (undeclared_for_test)"]
+
+
+def test_every_route_has_sample_arguments_for_the_walkers(app, world):
+    for rule in walked_rules(app):
+        path_for(rule, world.samples)  # fails naming the route and the argument
+
+
+# ---------------------------------------------------------------------------------------------
+# Anonymous users
+# ---------------------------------------------------------------------------------------------
+
+
+def test_every_non_public_get_route_sends_anonymous_users_to_the_login_page(app, client, world):
+    checked, failures = 0, []
+    for rule in walked_rules(app, "GET"):
+        if requirement_of(app, rule) == PUBLIC:
+            continue
+        path = path_for(rule, world.samples)
+        response = client.get(path)
+        location = urlsplit(response.headers.get("Location", ""))
+        if response.status_code != 302 or location.path != "/auth/login":
+            failures.append(f"GET {path} → {response.status_code} {location.geturl()}")
+        elif parse_qs(location.query).get("next") != [path]:
+            failures.append(f"GET {path}: next is {parse_qs(location.query).get('next')}")
+        checked += 1
+    assert failures == []
+    assert checked >= 10
+
+
+def test_public_get_routes_answer_anonymous_users_without_error(app, client, world):
+    for rule in walked_rules(app, "GET"):
+        if requirement_of(app, rule) == PUBLIC:
+            path = path_for(rule, world.samples)
+            assert client.get(path).status_code < 500, path
+
+
+def test_every_non_public_post_route_sends_anonymous_users_to_login_and_changes_nothing(app, world):
+    browser = Browser(app.test_client())
+    token = csrf_token(browser, "/auth/login")
+    before = snapshot(app)
+    failures = []
+    for rule in walked_rules(app, "POST"):
+        if requirement_of(app, rule) == PUBLIC:
+            continue
+        path = path_for(rule, world.samples)
+        response = browser.client.post(path, data={"csrf_token": token, "name": "匿名"})
+        if response.status_code != 302 or urlsplit(response.location).path != "/auth/login":
+            failures.append(f"POST {path} → {response.status_code}")
+    assert failures == []
+    assert changed_tables(before, snapshot(app)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# CSRF on every POST
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "forged-token"], ids=["missing", "forged"])
+def test_every_post_route_refuses_a_request_without_a_valid_csrf_token(app, world, token):
+    admin = signed_in(app, world.people[Role.ADMIN])
+    before = snapshot(app)
+    checked, failures = 0, []
+    for rule in walked_rules(app, "POST"):
+        path = path_for(rule, world.samples)
+        data = {"name": "偽の送信", "roles": "admin", "version": "1", "email": "x@example.jp"}
+        if token:
+            data["csrf_token"] = token
+        response = admin.client.post(path, data=data)
+        if response.status_code != 400 or error_title(response) != MESSAGES[400][0]:
+            failures.append(f"POST {path} → {response.status_code} {error_title(response)}")
+        checked += 1
+    assert failures == []
+    assert checked >= 10
+    assert changed_tables(before, snapshot(app)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# No GET changes state
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_no_get_route_changes_anything(app, db, world, role):
+    browser = signed_in(app, world.people[role])
+    before, events = snapshot(app), audit_count(db)
+    statuses = {}
+    for rule in walked_rules(app, "GET"):
+        path = path_for(rule, world.samples)
+        statuses[path] = browser.get(path).status_code
+    assert {p: s for p, s in statuses.items() if s >= 500} == {}
+    assert audit_count(db) == events
+    assert changed_tables(before, snapshot(app)) == []
+    # The walk really reached pages (the role is not simply logged out).
+    assert statuses["/"] == 200
+
+
+def test_get_walk_detects_a_change(app, db, world):
+    """The snapshot used above sees a single changed column."""
+    before = snapshot(app)
+    db.get(User, world.target.id).name = "変更後"
+    db.commit()
+    assert changed_tables(before, snapshot(app)) == ["user_account"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Role × route: 403 without the permission, the page with it
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_each_role_gets_403_exactly_where_it_lacks_the_permission(app, world, role):
+    browser = signed_in(app, world.people[role])
+    granted = ROLE_PERMISSIONS[role]
+    token = csrf_token(browser)
+    before = snapshot(app)
+    forbidden, wrong = 0, []
+    for rule in walked_rules(app):
+        permission = needed_permission(app, rule)
+        if permission is None or permission in granted:
+            continue
+        path = path_for(rule, world.samples)
+        if "GET" in rule.methods:
+            response = browser.get(path)
+            if response.status_code != 403 or error_title(response) != MESSAGES[403][0]:
+                wrong.append(f"GET {path} → {response.status_code}")
+            forbidden += 1
+        if "POST" in rule.methods:
+            response = browser.client.post(
+                path,
+                data={"csrf_token": token, "name": "権限外", "roles": "admin", "version": "1"},
+            )
+            if response.status_code != 403:
+                wrong.append(f"POST {path} → {response.status_code}")
+            forbidden += 1
+    assert wrong == [], f"{role}: {wrong}"
+    assert changed_tables(before, snapshot(app)) == []
+
+    allowed = []
+    for rule in walked_rules(app, "GET"):
+        permission = needed_permission(app, rule)
+        if permission is not None and permission in granted:
+            path = path_for(rule, world.samples)
+            response = browser.get(path)
+            if response.status_code != 200:
+                allowed.append(f"GET {path} → {response.status_code}")
+    assert allowed == [], f"{role} cannot open pages its permissions grant: {allowed}"
+    assert forbidden > 0
