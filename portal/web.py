@@ -49,7 +49,7 @@ TEMPORARY_PASSWORD_ALLOWED = {"auth.change_password", "auth.logout", "static", "
 
 def init_app(app: Flask) -> None:
     app.before_request(_start_request)
-    app.before_request(_refuse_nul_characters)
+    app.before_request(_check_request_body)
     app.before_request(_enforce_session_lifetime)
     app.before_request(_enforce_password_change)
     app.after_request(_security_headers)
@@ -86,8 +86,17 @@ def _start_request() -> None:
     )
 
 
-def _refuse_nul_characters() -> None:
-    """No browser sends U+0000 and PostgreSQL cannot store it: refuse it anywhere (400)."""
+def _check_request_body() -> None:
+    """No browser sends U+0000 and PostgreSQL cannot store it: refuse it anywhere (400).
+
+    Also bounds ordinary (urlencoded) form bodies, which Werkzeug reads whole into memory and
+    limits only by MAX_CONTENT_LENGTH: they get the multipart form limit too (413).
+    """
+    if (
+        request.mimetype == "application/x-www-form-urlencoded"
+        and (request.content_length or 0) > current_app.config["MAX_FORM_MEMORY_SIZE"]
+    ):
+        abort(413)
     values = [v for _key, vs in request.args.lists() for v in vs]
     if request.method not in SAFE_METHODS:
         values += [v for _key, vs in request.form.lists() for v in vs]

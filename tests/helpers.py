@@ -118,6 +118,23 @@ class Browser:
         return self.post("/auth/logout")
 
 
+def reload(db, obj):
+    """``obj`` as committed now: ends the test session's read snapshot, then refreshes."""
+    db.rollback()
+    db.refresh(obj)
+    return obj
+
+
+def logged_in(browser: Browser) -> bool:
+    """True when the home page opens; False when the browser is sent to the login page."""
+    response = browser.get("/")
+    if response.status_code == 200:
+        return True
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth/login")
+    return False
+
+
 def outbox(app) -> list:
     return read_outbox(Path(app.config["MAIL_OUTBOX"]))
 

@@ -516,14 +516,46 @@ def test_two_admins_edit_the_same_user_the_second_gets_a_conflict(app, db, make,
 
 def test_a_double_submit_of_the_same_form_changes_nothing_twice(app, db, make, org, admin_browser):
     target = make.user(org, roles={Role.STAFF}, name="元の氏名")
+    version_before = target.version
     url = f"/admin/users/{target.id}"
     values = {**open_form(admin_browser, url), "name": "一度だけの変更"}
     assert admin_browser.client.post(url, data=values).status_code == 302
     events = len(actions(db))
     again = admin_browser.client.post(url, data=values)
-    assert again.status_code == 409
+    # The same values again: nothing left to save, so no conflict, no second change or event.
+    assert again.status_code == 302
     assert len(actions(db)) == events
     assert fresh(db, User, target.id).name == "一度だけの変更"
+    assert fresh(db, User, target.id).version == version_before + 1
+
+
+def test_a_login_between_opening_and_saving_the_form_is_not_a_conflict(
+    app, db, make, org, admin_browser
+):
+    """The version counts administrative edits, not the target's own logins."""
+    target = make.user(org, roles={Role.STAFF}, name="元の氏名")
+    url = f"/admin/users/{target.id}"
+    values = {**open_form(admin_browser, url), "name": "管理者の変更"}
+
+    assert Browser(app.test_client()).login(target).status_code == 302
+
+    assert admin_browser.client.post(url, data=values).status_code == 302
+    assert fresh(db, User, target.id).name == "管理者の変更"
+
+
+def test_a_retired_department_membership_survives_an_edit(db, make, org, admin_browser):
+    retired = make.department(org, "廃止された課")
+    current = make.department(org, "今の課")
+    target = make.user(org, roles={Role.STAFF}, departments=[retired, current])
+    retired.active = False
+    db.commit()
+
+    response = admin_browser.submit(
+        f"/admin/users/{target.id}", {"name": "名前だけ変更"}, MAIN_FORM
+    )
+
+    assert response.status_code == 302
+    assert {d.name for d in fresh(db, User, target.id).departments} == {"廃止された課", "今の課"}
 
 
 def test_two_admins_edit_the_organisation_profile_the_second_gets_a_conflict(

@@ -19,17 +19,11 @@ from portal.db import make_engine
 from portal.permissions import Role
 from portal.users.models import User
 from tests.factories import PASSWORD
-from tests.helpers import Browser, flashes, soup, text_of
+from tests.helpers import Browser, flashes, logged_in, reload, soup, text_of
 
 WRONG = "まちがったパスワードを入れてみる"
 THROTTLED = "ログインの試行が多すぎます。しばらく待ってからお試しください。"
 T0 = datetime(2027, 1, 14, 16, 5, 0, tzinfo=UTC)  # 2027年1月15日 01:05 JST
-
-
-def _reload(db, user: User) -> User:
-    db.rollback()
-    db.refresh(user)
-    return user
 
 
 def _attempt(browser, email: str, password: str):
@@ -39,15 +33,6 @@ def _attempt(browser, email: str, password: str):
 def _from_ip(browser, ip: str):
     browser.client.environ_base["REMOTE_ADDR"] = ip
     return browser
-
-
-def _logged_in(browser) -> bool:
-    response = browser.get("/")
-    if response.status_code == 200:
-        return True
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith("/auth/login")
-    return False
 
 
 @pytest.fixture
@@ -71,14 +56,14 @@ def test_a_correct_password_logs_a_vendor_in(browser, vendor):
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
-    assert _logged_in(browser)
+    assert logged_in(browser)
 
 
 def test_the_email_address_is_matched_case_insensitively(browser, vendor):
     response = _attempt(browser, f"  {vendor.email.upper()} ", PASSWORD)
 
     assert response.status_code == 302
-    assert _logged_in(browser)
+    assert logged_in(browser)
 
 
 def test_a_wrong_password_is_refused(browser, db, vendor):
@@ -86,8 +71,8 @@ def test_a_wrong_password_is_refused(browser, db, vendor):
 
     assert response.status_code == 200
     assert flashes(response) == [LOGIN_FAILED]
-    assert not _logged_in(browser)
-    assert _reload(db, vendor).failed_login_count == 1
+    assert not logged_in(browser)
+    assert reload(db, vendor).failed_login_count == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +87,7 @@ def test_unknown_email_wrong_password_locked_and_disabled_accounts_look_the_same
     locked = make.user(company=make.company(org))
     for _ in range(5):
         _attempt(browser, locked.email, WRONG)
-    assert _reload(db, locked).locked_until is not None
+    assert reload(db, locked).locked_until is not None
 
     responses = {
         "unknown": _attempt(browser, "nobody@example.jp", WRONG),
@@ -116,7 +101,7 @@ def test_unknown_email_wrong_password_locked_and_disabled_accounts_look_the_same
         assert flashes(response) == [LOGIN_FAILED], label
     pages = {label: text_of(r, "main") for label, r in responses.items()}
     assert len(set(pages.values())) == 1, pages
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,9 +114,9 @@ def test_four_failures_do_not_lock_the_account(app, browser, db, vendor):
     for _ in range(4):
         _attempt(browser, vendor.email, WRONG)
 
-    assert _reload(db, vendor).locked_until is None
+    assert reload(db, vendor).locked_until is None
     assert _attempt(browser, vendor.email, PASSWORD).status_code == 302
-    assert _logged_in(browser)
+    assert logged_in(browser)
 
 
 def test_five_failures_lock_the_account_and_the_sixth_try_with_the_right_password_is_refused(
@@ -142,7 +127,7 @@ def test_five_failures_lock_the_account_and_the_sixth_try_with_the_right_passwor
             response = _attempt(browser, vendor.email, WRONG)
             assert flashes(response) == [LOGIN_FAILED]
 
-        user = _reload(db, vendor)
+        user = reload(db, vendor)
         assert user.failed_login_count == 5
         assert user.locked_until == T0 + timedelta(minutes=app.config["LOGIN_LOCK_MINUTES"])
 
@@ -150,20 +135,20 @@ def test_five_failures_lock_the_account_and_the_sixth_try_with_the_right_passwor
 
         assert response.status_code == 200
         assert flashes(response) == [LOGIN_FAILED]
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_a_success_before_the_limit_starts_the_count_again(browser, db, vendor):
     for _ in range(4):
         _attempt(browser, vendor.email, WRONG)
     _attempt(browser, vendor.email, PASSWORD)
-    assert _logged_in(browser)
+    assert logged_in(browser)
     browser.logout()
 
     for _ in range(4):
         _attempt(browser, vendor.email, WRONG)
 
-    assert _reload(db, vendor).locked_until is None
+    assert reload(db, vendor).locked_until is None
     assert _attempt(browser, vendor.email, PASSWORD).status_code == 302
 
 
@@ -175,11 +160,11 @@ def test_a_new_ip_address_does_not_reset_the_account_counter(browser, db, vendor
     _from_ip(browser, "10.0.0.2")
     _attempt(browser, vendor.email, WRONG)
 
-    assert _reload(db, vendor).locked_until is not None
+    assert reload(db, vendor).locked_until is not None
     _from_ip(browser, "10.0.0.3")
     response = _attempt(browser, vendor.email, PASSWORD)
     assert flashes(response) == [LOGIN_FAILED]
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
 
 def test_the_lock_runs_out_after_login_lock_minutes(app, browser, vendor):
@@ -194,7 +179,7 @@ def test_the_lock_runs_out_after_login_lock_minutes(app, browser, vendor):
         clock.move_to(T0 + lock + timedelta(seconds=1))
         response = _attempt(browser, vendor.email, PASSWORD)
         assert response.status_code == 302
-        assert _logged_in(browser)
+        assert logged_in(browser)
 
 
 def test_after_the_lock_runs_out_the_count_starts_again(app, browser, db, vendor):
@@ -206,7 +191,7 @@ def test_after_the_lock_runs_out_the_count_starts_again(app, browser, db, vendor
         clock.move_to(T0 + lock + timedelta(seconds=1))
         _attempt(browser, vendor.email, WRONG)
 
-        user = _reload(db, vendor)
+        user = reload(db, vendor)
         assert user.failed_login_count == 1
         assert user.locked_until is None
         assert _attempt(browser, vendor.email, PASSWORD).status_code == 302
@@ -233,7 +218,7 @@ def test_failures_against_a_locked_account_do_not_extend_the_lock(app, browser, 
         _attempt(browser, vendor.email, WRONG)
 
         lock = timedelta(minutes=app.config["LOGIN_LOCK_MINUTES"])
-        assert _reload(db, vendor).locked_until == T0 + lock
+        assert reload(db, vendor).locked_until == T0 + lock
 
 
 def test_the_lock_and_the_failures_are_recorded_in_the_audit_trail(browser, db, vendor):
@@ -278,12 +263,12 @@ def test_an_ip_address_is_throttled_after_too_many_failures_across_accounts(
 
     assert response.status_code == 429
     assert flashes(response) == [THROTTLED]
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
     elsewhere = _from_ip(Browser(client), "192.0.2.99")
     response = _attempt(elsewhere, target.email, PASSWORD)
     assert response.status_code == 302
-    assert _logged_in(elsewhere)
+    assert logged_in(elsewhere)
 
 
 def test_an_ip_address_below_the_limit_is_not_throttled(app, browser, make, org):
@@ -295,7 +280,7 @@ def test_an_ip_address_below_the_limit_is_not_throttled(app, browser, make, org)
     response = _attempt(browser, target.email, PASSWORD)
 
     assert response.status_code == 302
-    assert _logged_in(browser)
+    assert logged_in(browser)
 
 
 def test_attempts_from_a_throttled_address_do_not_lock_the_account_they_name(
@@ -308,8 +293,8 @@ def test_attempts_from_a_throttled_address_do_not_lock_the_account_they_name(
     for _ in range(app.config["LOGIN_MAX_FAILURES"] + 2):
         assert _attempt(browser, vendor.email, WRONG).status_code == 429
 
-    assert _reload(db, vendor).failed_login_count == 0
-    assert _reload(db, vendor).locked_until is None
+    assert reload(db, vendor).failed_login_count == 0
+    assert reload(db, vendor).locked_until is None
     elsewhere = _from_ip(Browser(client), "192.0.2.41")
     assert _attempt(elsewhere, vendor.email, PASSWORD).status_code == 302
 
@@ -320,7 +305,7 @@ def test_unknown_email_addresses_count_towards_the_ip_limit(app, browser, vendor
         _attempt(browser, f"nobody{n}@example.jp", WRONG)
 
     assert _attempt(browser, vendor.email, PASSWORD).status_code == 429
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
 
 def test_the_ip_throttle_ends_after_the_window(app, browser, vendor):
@@ -335,7 +320,7 @@ def test_the_ip_throttle_ends_after_the_window(app, browser, vendor):
         response = _attempt(browser, vendor.email, PASSWORD)
 
         assert response.status_code == 302
-        assert _logged_in(browser)
+        assert logged_in(browser)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,4 +392,4 @@ def test_no_default_credentials_open_the_portal(browser, db, email, password):
 
     assert response.status_code == 200
     assert flashes(response) == [LOGIN_FAILED]
-    assert not _logged_in(browser)
+    assert not logged_in(browser)

@@ -26,27 +26,12 @@ from portal.db import Base
 from portal.permissions import STAFF_ROLES, Role
 from portal.users.models import User
 from tests.factories import PASSWORD
-from tests.helpers import field_errors, flashes, soup, text_of
+from tests.helpers import field_errors, flashes, logged_in, reload, soup, text_of
 
 # The middle of a 30-second step, so that ±1 step is unambiguous.
 T0 = datetime(2027, 2, 1, 0, 0, 15, tzinfo=UTC)
 STEP = timedelta(seconds=30)
 SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
-def _reload(db, user: User) -> User:
-    db.rollback()
-    db.refresh(user)
-    return user
-
-
-def _logged_in(browser) -> bool:
-    response = browser.get("/")
-    if response.status_code == 200:
-        return True
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith("/auth/login")
-    return False
 
 
 def _password_step(browser, user, password: str = PASSWORD):
@@ -95,14 +80,14 @@ def test_staff_must_pass_totp_before_being_logged_in(browser, make, org, role):
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/auth/mfa"
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
     assert browser.get("/auth/account").status_code == 302
 
     response = _code_step(browser, pyotp.TOTP(user.totp_secret).now())
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
-    assert _logged_in(browser)
+    assert logged_in(browser)
 
 
 @pytest.mark.parametrize("role", sorted(STAFF_ROLES))
@@ -115,15 +100,15 @@ def test_staff_without_totp_are_sent_to_enrolment_and_not_logged_in_until_enroll
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/auth/mfa/setup"
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
     assert browser.get("/auth/mfa").headers["Location"] == "/auth/mfa/setup"
 
     secret, page = _enrol(browser)
 
     assert page.status_code == 200
     assert len(_recovery_codes(page)) == 10
-    assert _logged_in(browser)
-    stored = _reload(db, user)
+    assert logged_in(browser)
+    stored = reload(db, user)
     assert stored.totp_enabled is True
     assert stored.totp_secret == secret
 
@@ -136,8 +121,8 @@ def test_a_wrong_code_at_enrolment_enables_nothing(browser, db, make, org):
 
     assert page.status_code == 200
     assert field_errors(page) == {"code": MFA_FAILED}
-    assert not _logged_in(browser)
-    stored = _reload(db, user)
+    assert not logged_in(browser)
+    stored = reload(db, user)
     assert stored.totp_enabled is False
     assert stored.totp_secret is None
 
@@ -152,8 +137,8 @@ def test_a_staff_user_with_totp_cannot_skip_it_by_enrolling_again(browser, db, m
     assert response.status_code == 302
     assert response.headers["Location"] == "/auth/mfa"
     assert browser.get("/auth/mfa/qr.svg").status_code == 404
-    assert not _logged_in(browser)
-    assert _reload(db, user).totp_secret == old_secret
+    assert not logged_in(browser)
+    assert reload(db, user).totp_secret == old_secret
 
 
 def test_the_code_page_without_a_password_step_goes_to_login(browser):
@@ -252,7 +237,7 @@ def test_a_code_cannot_be_replayed(browser, make, org):
 
         assert response.status_code == 200
         assert field_errors(response) == {"code": MFA_FAILED}
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_a_code_used_in_one_browser_is_refused_in_another(app, make, org):
@@ -268,8 +253,8 @@ def test_a_code_used_in_one_browser_is_refused_in_another(app, make, org):
         assert _code_step(owner, code).status_code == 302
         assert field_errors(_code_step(attacker, code)) == {"code": MFA_FAILED}
 
-        assert _logged_in(owner)
-        assert not _logged_in(attacker)
+        assert logged_in(owner)
+        assert not logged_in(attacker)
 
 
 def test_after_a_later_step_was_used_an_earlier_step_is_refused(browser, make, org):
@@ -284,7 +269,7 @@ def test_after_a_later_step_was_used_an_earlier_step_is_refused(browser, make, o
         response = _code_step(browser, generator.at(T0))
 
         assert field_errors(response) == {"code": MFA_FAILED}
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_the_next_steps_code_works_after_a_refused_replay(browser, make, org):
@@ -301,7 +286,7 @@ def test_the_next_steps_code_works_after_a_refused_replay(browser, make, org):
         response = _code_step(browser, generator.now())
 
         assert response.status_code == 302
-        assert _logged_in(browser)
+        assert logged_in(browser)
 
 
 @pytest.mark.parametrize(
@@ -323,7 +308,7 @@ def test_codes_one_step_either_side_are_accepted_two_steps_are_not(
             assert response.headers["Location"] == "/"
         else:
             assert field_errors(response) == {"code": MFA_FAILED}
-        assert _logged_in(browser) is accepted
+        assert logged_in(browser) is accepted
 
 
 def test_matching_step_window_and_replay_as_a_pure_function():
@@ -353,19 +338,19 @@ def test_failed_codes_count_towards_the_account_lock(browser, db, make, org):
         for n in range(1, 5):
             response = _code_step(browser, wrong)
             assert field_errors(response) == {"code": MFA_FAILED}
-            assert _reload(db, user).failed_login_count == n
+            assert reload(db, user).failed_login_count == n
 
         response = _code_step(browser, wrong)
 
         assert response.status_code == 302
         assert response.headers["Location"] == "/auth/login"
         assert flashes(browser.get("/auth/login")) == [LOGIN_FAILED]
-        assert _reload(db, user).locked_until is not None
+        assert reload(db, user).locked_until is not None
 
         response = _password_step(browser, user)
         assert response.status_code == 200
         assert flashes(response) == [LOGIN_FAILED]
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_password_and_code_failures_add_up(browser, db, make, org):
@@ -379,7 +364,7 @@ def test_password_and_code_failures_add_up(browser, db, make, org):
         response = _code_step(browser, wrong)
 
         assert response.headers["Location"] == "/auth/login"
-        assert _reload(db, user).locked_until is not None
+        assert reload(db, user).locked_until is not None
 
 
 def test_failed_codes_are_shown_as_failed_attempts_after_login(browser, make, org):
@@ -404,7 +389,7 @@ def enrolled(browser, make, org):
     _password_step(browser, user)
     _secret, page = _enrol(browser)
     codes = _recovery_codes(page)
-    assert _logged_in(browser)
+    assert logged_in(browser)
     return user, codes
 
 
@@ -445,7 +430,7 @@ def test_a_recovery_code_logs_in_once(browser, db, enrolled):
     _password_step(browser, user)
     response = _code_step(browser, codes[3])
     assert response.status_code == 302
-    assert _logged_in(browser)
+    assert logged_in(browser)
     assert text_of(browser.get("/auth/account"), "[data-field=remaining-codes]") == "9"
     browser.logout()
 
@@ -453,7 +438,7 @@ def test_a_recovery_code_logs_in_once(browser, db, enrolled):
     response = _code_step(browser, codes[3])
 
     assert field_errors(response) == {"code": MFA_FAILED}
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
     response = _code_step(browser, codes[4].upper())  # another one still works
     assert response.status_code == 302
 
@@ -485,7 +470,7 @@ def test_a_vendor_logs_in_without_totp(browser, make, org):
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
-    assert _logged_in(browser)
+    assert logged_in(browser)
 
 
 def test_a_vendor_can_enrol_voluntarily_from_the_account_page(browser, db, make, org):
@@ -499,16 +484,16 @@ def test_a_vendor_can_enrol_voluntarily_from_the_account_page(browser, db, make,
         secret, page = _enrol(browser)
 
         assert len(_recovery_codes(page)) == 10
-        assert _reload(db, vendor).totp_enabled is True
+        assert reload(db, vendor).totp_enabled is True
         assert text_of(browser.get("/auth/account"), "[data-field=remaining-codes]") == "10"
         browser.logout()
 
         clock.shift(STEP)
         response = _password_step(browser, vendor)
         assert response.headers["Location"] == "/auth/mfa"
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
         assert _code_step(browser, pyotp.TOTP(secret).now()).status_code == 302
-        assert _logged_in(browser)
+        assert logged_in(browser)
 
 
 def test_a_logged_in_session_cannot_replace_a_working_second_factor(browser, db, make, org):
@@ -523,7 +508,7 @@ def test_a_logged_in_session_cannot_replace_a_working_second_factor(browser, db,
     assert response.headers["Location"] == "/auth/account"
     assert any("システム管理者" in message for message in flashes(browser.get("/auth/account")))
     assert browser.get("/auth/mfa/qr.svg").status_code == 404
-    assert _reload(db, staff).totp_secret == secret_before
+    assert reload(db, staff).totp_secret == secret_before
 
 
 def test_a_recovery_code_is_spent_by_one_conditional_update(app, make, org):

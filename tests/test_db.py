@@ -29,6 +29,8 @@ from portal.db import (
     set_write_intent,
     writing,
 )
+from portal.errors import ConflictError
+from portal.orgs.models import Organisation
 from portal.permissions import Role
 from portal.users import service as users_service
 from portal.users.models import User, UserRole
@@ -264,36 +266,70 @@ def test_the_same_action_without_an_error_is_committed_whole(admin_browser, db):
 # Optimistic locking ------------------------------------------------------------------------------
 
 
-def test_the_second_of_two_concurrent_writers_gets_stale_data_error(app, make, org):
-    target = make.user(org, name="元の名前")
+def test_the_second_of_two_concurrent_writers_gets_stale_data_error(app, make):
+    """Mapper-level optimistic locking (``version_id_col``) on the organisation profile."""
+    target = make.org(name="元の名前市")
     maker = app.extensions["db_sessionmaker"]
     first, second = maker(), maker()
     try:
-        mine, theirs = first.get(User, target.id), second.get(User, target.id)
+        mine, theirs = first.get(Organisation, target.id), second.get(Organisation, target.id)
         first.commit()  # both have loaded version 1 and ended their read transactions
         second.commit()
-        mine.name, theirs.name = "先に保存した名前", "後から保存した名前"
+        mine.name, theirs.name = "先に保存した市", "後から保存した市"
 
         first.commit()
         with pytest.raises(StaleDataError):
             second.commit()
         second.rollback()
 
-        assert second.get(User, target.id).name == "先に保存した名前"
-        assert second.get(User, target.id).version == 2
+        assert second.get(Organisation, target.id).name == "先に保存した市"
+        assert second.get(Organisation, target.id).version == 2
     finally:
         first.close()
         second.close()
 
 
-def test_every_update_raises_the_version(db, make, org):
-    user = make.user(org)
-    version = user.version
+def test_every_profile_update_raises_the_version(db, make):
+    org = make.org()
+    version = org.version
 
-    user.name = "変更後"
+    org.self_designation = "本町"
     db.commit()
 
-    assert fresh(db).get(User, user.id).version == version + 1
+    assert fresh(db).get(Organisation, org.id).version == version + 1
+
+
+def test_two_administrative_edits_from_the_same_version_the_second_conflicts(app, make, org):
+    """Users: the version is claimed by a conditional UPDATE (users.service._claim_version)."""
+    admin = make.user(org, roles={Role.ADMIN})
+    target = make.user(org, name="元の名前")
+    maker = app.extensions["db_sessionmaker"]
+    first, second = maker(), maker()
+    try:
+        edit = {"roles": {Role.STAFF}, "department_ids": [], "expected_version": 1}
+        with app.app_context():
+            users_service.update_user(
+                first,
+                first.get(User, admin.id),
+                first.get(User, target.id),
+                name="先に保存した名前",
+                **edit,
+            )
+            first.commit()
+            with pytest.raises(ConflictError):
+                users_service.update_user(
+                    second,
+                    second.get(User, admin.id),
+                    second.get(User, target.id),
+                    name="後から保存した名前",
+                    **edit,
+                )
+            second.rollback()
+        assert second.get(User, target.id).name == "先に保存した名前"
+        assert second.get(User, target.id).version == 2
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_stale_data_error_reaches_the_user_as_the_japanese_conflict_page(
@@ -328,8 +364,9 @@ def test_a_form_showing_an_old_version_gets_the_conflict_page_and_loses_nothing(
     url = f"/admin/users/{target.id}"
     page = admin_browser.get(url)
     values = form_fields(soup(page).select_one("main form"))
-    # Someone else saves first.
-    fresh(db).get(User, target.id).name = "他の人の変更"
+    # Another administrator saves first (an administrative edit moves the version on).
+    other = fresh(db).get(User, target.id)
+    other.name, other.version = "他の人の変更", other.version + 1
     db.commit()
 
     values["name"] = "古い画面からの変更"

@@ -8,10 +8,12 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes, urlencode, urljoin,
 
 import pyotp
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from portal.auth.views import safe_next
+from portal.orgs.models import Department
 from portal.permissions import Role
 from portal.users.models import User
 from tests.factories import PASSWORD
@@ -395,6 +397,24 @@ def test_a_multipart_text_field_over_the_form_memory_limit_gets_413_with_default
         "/admin/departments", data=body, content_type="multipart/form-data; boundary=B"
     )
     assert_too_large(response)
+
+
+def test_an_ordinary_form_body_over_the_form_memory_limit_gets_413(app, admin_browser, db):
+    """Urlencoded bodies are read whole into memory: they get the form limit, not 20 MB."""
+    limit = app.config["MAX_FORM_MEMORY_SIZE"]
+    assert limit < app.config["MAX_CONTENT_LENGTH"]
+    token = csrf_token(admin_browser, "/admin/departments")
+    before = departments(db)
+    response = admin_browser.client.post(
+        "/admin/departments", data={"csrf_token": token, "name": "課" * limit}
+    )
+    assert_too_large(response)
+    assert departments(db) == before
+
+
+def departments(db) -> int:
+    db.rollback()
+    return db.scalar(sa.select(sa.func.count()).select_from(Department))
 
 
 def test_a_body_over_the_default_max_content_length_gets_413(app, admin_browser):

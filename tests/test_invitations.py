@@ -22,18 +22,12 @@ from portal.db import get_session
 from portal.permissions import Role
 from portal.users.models import User
 from tests.factories import PASSWORD
-from tests.helpers import Browser, field_errors, flashes, link_in, outbox, soup, text_of
+from tests.helpers import Browser, field_errors, flashes, link_in, outbox, reload, soup, text_of
 
 T0 = datetime(2027, 5, 10, 1, 0, 15, tzinfo=UTC)
 PASSPHRASE = "山の上の小さな図書館で静かに本を読む午後"
 ACCEPTED = "パスワードを設定しました。メールアドレスと新しいパスワードでログインしてください。"
 RESET_DONE = "パスワードを再設定しました。新しいパスワードでログインしてください。"
-
-
-def _reload(db, user: User) -> User:
-    db.rollback()
-    db.refresh(user)
-    return user
 
 
 def _user_by_email(db, email: str) -> User:
@@ -437,12 +431,12 @@ def test_a_password_reset_lifts_the_lock(app, administrator, db, make, org, invi
     vendor = make.user(org, company=make.company(org))
     for _ in range(5):
         invitee.submit("/auth/login", {"email": vendor.email, "password": "まちがったパスワード"})
-    assert _reload(db, vendor).locked_until is not None
+    assert reload(db, vendor).locked_until is not None
 
     _reset(administrator, vendor.id)
     _accept(invitee, _latest_link(app, vendor.email))
 
-    user = _reload(db, vendor)
+    user = reload(db, vendor)
     assert user.locked_until is None
     assert user.failed_login_count == 0
     response = invitee.submit("/auth/login", {"email": vendor.email, "password": PASSPHRASE})

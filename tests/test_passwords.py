@@ -21,7 +21,7 @@ from portal.auth.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
 from portal.permissions import Role
 from portal.users.models import User
 from tests.factories import PASSWORD
-from tests.helpers import field_errors, flashes, soup
+from tests.helpers import field_errors, flashes, reload, soup
 
 JAPANESE_PASSPHRASE = "夏の夜空に輝く天の川を眺めながら、遠い故郷を思い出した"
 NEW_PASSWORD = "冬の朝に湯気の立つ味噌汁をゆっくり味わう"
@@ -34,13 +34,6 @@ ORG_NAME = "さくら市"
 def _common_passwords() -> list[str]:
     text = resources.files("portal.auth").joinpath("common_passwords.txt").read_text("utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def _reload(db, user: User) -> User:
-    """Re-read ``user`` in a new transaction (requests commit on their own connections)."""
-    db.rollback()
-    db.refresh(user)
-    return user
 
 
 def _verifies(stored_hash: str, password: str) -> bool:
@@ -166,7 +159,7 @@ def test_the_change_password_form_shows_the_reason_next_to_the_field(
     errors = field_errors(response)
     assert set(errors) == {"password"}
     assert expected in errors["password"]
-    assert _reload(db, tanaka).password_hash == old_hash
+    assert reload(db, tanaka).password_hash == old_hash
 
 
 def test_the_change_password_form_accepts_a_long_japanese_passphrase(browser, db, tanaka):
@@ -178,7 +171,7 @@ def test_the_change_password_form_accepts_a_long_japanese_passphrase(browser, db
     assert response.headers["Location"] == "/"
     page = browser.get("/")
     assert "パスワードを変更しました。ほかの端末のログインは終了しました。" in flashes(page)
-    stored = _reload(db, tanaka).password_hash
+    stored = reload(db, tanaka).password_hash
     assert stored.startswith("$argon2id$")
     assert _verifies(stored, JAPANESE_PASSPHRASE)
     assert not _verifies(stored, PASSWORD)
@@ -191,7 +184,7 @@ def test_the_change_password_form_requires_the_current_password(browser, db, tan
     response = _change(browser, "これは現在のパスワードではありません", JAPANESE_PASSPHRASE)
 
     assert field_errors(response) == {"password": "現在のパスワードが正しくありません。"}
-    assert _reload(db, tanaka).password_hash == old_hash
+    assert reload(db, tanaka).password_hash == old_hash
 
 
 def test_the_change_password_form_refuses_a_mismatched_confirmation(browser, db, tanaka):
@@ -201,7 +194,7 @@ def test_the_change_password_form_refuses_a_mismatched_confirmation(browser, db,
     response = _change(browser, PASSWORD, JAPANESE_PASSPHRASE, confirm=NEW_PASSWORD)
 
     assert field_errors(response) == {"confirm": "確認用のパスワードが一致しません。"}
-    assert _reload(db, tanaka).password_hash == old_hash
+    assert reload(db, tanaka).password_hash == old_hash
 
 
 def test_a_vendor_cannot_use_its_company_name(browser, db, make, org):
@@ -212,7 +205,7 @@ def test_a_vendor_cannot_use_its_company_name(browser, db, make, org):
     response = _change(browser, PASSWORD, "みどり情報システム株式会社の社員です")
 
     assert "メールアドレス、氏名、団体名" in field_errors(response)["password"]
-    assert _verifies(_reload(db, vendor).password_hash, PASSWORD)
+    assert _verifies(reload(db, vendor).password_hash, PASSWORD)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +248,7 @@ def test_login_rehashes_a_password_stored_with_other_parameters(
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
-    new_hash = _reload(db, user).password_hash
+    new_hash = reload(db, user).password_hash
     assert new_hash != old_hash
     assert new_hash.startswith("$argon2id$")
     params = extract_parameters(new_hash)
@@ -274,7 +267,7 @@ def test_login_keeps_a_hash_whose_parameters_are_current(browser, db, make, org)
     browser.login(user)
 
     assert browser.get("/").status_code == 200
-    assert _reload(db, user).password_hash == old_hash
+    assert reload(db, user).password_hash == old_hash
 
 
 def test_a_wrong_password_does_not_rehash(browser, db, make, org):
@@ -284,7 +277,7 @@ def test_a_wrong_password_does_not_rehash(browser, db, make, org):
 
     browser.submit("/auth/login", {"email": user.email, "password": "まちがったパスワードです"})
 
-    assert _reload(db, user).password_hash == old_hash
+    assert reload(db, user).password_hash == old_hash
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +349,7 @@ def test_a_temporary_password_stays_in_force_after_a_refused_change(browser, db,
     response = _change(browser, PASSWORD, "password1234")
 
     assert "よく使われるパスワード" in field_errors(response)["password"]
-    assert _reload(db, temporary_admin).password_is_temporary is True
+    assert reload(db, temporary_admin).password_is_temporary is True
     assert browser.get("/").headers["Location"] == "/auth/password"
 
 
@@ -367,7 +360,7 @@ def test_after_changing_the_temporary_password_the_portal_opens(browser, db, tem
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
-    user = _reload(db, temporary_admin)
+    user = reload(db, temporary_admin)
     assert user.password_is_temporary is False
     assert _verifies(user.password_hash, JAPANESE_PASSPHRASE)
     for url in ("/", "/auth/account", "/admin/users"):

@@ -20,27 +20,12 @@ from portal.permissions import Role
 from portal.users import service as users
 from portal.users.models import User
 from tests.factories import PASSWORD
-from tests.helpers import Browser, flashes
+from tests.helpers import Browser, flashes, logged_in, reload
 
 T0 = datetime(2027, 3, 1, 0, 0, 15, tzinfo=UTC)
 TIMED_OUT = "一定時間操作がなかったか、ログインの有効時間を過ぎたため、ログアウトしました。"
 NEW_PASSWORD = "冬の朝に湯気の立つ味噌汁をゆっくり味わう"
 COOKIE = "portal_session"
-
-
-def _reload(db, user: User) -> User:
-    db.rollback()
-    db.refresh(user)
-    return user
-
-
-def _logged_in(browser) -> bool:
-    response = browser.get("/")
-    if response.status_code == 200:
-        return True
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith("/auth/login")
-    return False
 
 
 def _forget_totp_step(db, user: User):
@@ -58,7 +43,7 @@ def _second_browser(app, db, user: User) -> Browser:
     other = Browser(app.test_client())
     response = other.login(user, reset_totp_step=_forget_totp_step(db, user))
     assert response.status_code == 302
-    assert _logged_in(other)
+    assert logged_in(other)
     return other
 
 
@@ -128,12 +113,12 @@ def test_a_cookie_from_before_login_is_not_logged_in(app, browser, make, org):
     old_cookie = browser.client.get_cookie(COOKIE).value
 
     browser.login(vendor)
-    assert _logged_in(browser)
+    assert logged_in(browser)
     assert browser.client.get_cookie(COOKIE).value != old_cookie
 
     replay = Browser(app.test_client())
     replay.client.set_cookie(COOKIE, old_cookie)
-    assert not _logged_in(replay)
+    assert not logged_in(replay)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,9 +131,9 @@ def test_the_idle_timeout_is_30_minutes(app, browser, staff):
     with time_machine.travel(T0, tick=False) as clock:
         browser.login(staff)
         clock.shift(timedelta(minutes=29, seconds=59))
-        assert _logged_in(browser)
+        assert logged_in(browser)
         clock.shift(timedelta(minutes=30))  # activity resets the idle timer
-        assert _logged_in(browser)
+        assert logged_in(browser)
 
         clock.shift(timedelta(minutes=30, seconds=1))
         response = browser.get("/")
@@ -156,7 +141,7 @@ def test_the_idle_timeout_is_30_minutes(app, browser, staff):
         assert response.status_code == 302
         assert response.headers["Location"] == "/auth/login"
         assert TIMED_OUT in flashes(browser.get("/auth/login"))
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_the_idle_timeout_applies_to_every_page(browser, staff):
@@ -168,7 +153,7 @@ def test_the_idle_timeout_applies_to_every_page(browser, staff):
 
         assert response.status_code == 302
         assert response.headers["Location"] == "/auth/login"
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_the_absolute_lifetime_is_12_hours_even_for_an_active_session(app, browser, staff):
@@ -177,7 +162,7 @@ def test_the_absolute_lifetime_is_12_hours_even_for_an_active_session(app, brows
         browser.login(staff)
         while datetime.now(UTC) + timedelta(minutes=25) < T0 + timedelta(hours=12):
             clock.shift(timedelta(minutes=25))
-            assert _logged_in(browser), datetime.now(UTC)
+            assert logged_in(browser), datetime.now(UTC)
 
         clock.move_to(T0 + timedelta(hours=12, seconds=1))
         response = browser.get("/")
@@ -185,7 +170,7 @@ def test_the_absolute_lifetime_is_12_hours_even_for_an_active_session(app, brows
         assert response.status_code == 302
         assert response.headers["Location"] == "/auth/login"
         assert TIMED_OUT in flashes(browser.get("/auth/login"))
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_the_timeouts_are_configurable(app, browser, staff):
@@ -194,15 +179,15 @@ def test_the_timeouts_are_configurable(app, browser, staff):
     with time_machine.travel(T0, tick=False) as clock:
         browser.login(staff)
         clock.shift(timedelta(minutes=5, seconds=1))
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
         clock.shift(timedelta(minutes=1))
         browser.login(staff)
         for _ in range(14):
             clock.shift(timedelta(minutes=4))
-            assert _logged_in(browser)
+            assert logged_in(browser)
         clock.shift(timedelta(minutes=4, seconds=1))  # 60 min 1 s after this login
-        assert not _logged_in(browser)
+        assert not logged_in(browser)
 
 
 def test_a_half_finished_login_times_out_too(browser, staff):
@@ -231,11 +216,11 @@ def test_logout_ends_every_session_of_the_user(app, browser, db, staff):
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/auth/login"
-    assert not _logged_in(browser)
-    assert not _logged_in(other)
+    assert not logged_in(browser)
+    assert not logged_in(other)
     replay = Browser(app.test_client())
     replay.client.set_cookie(COOKIE, cookie_before_logout)
-    assert not _logged_in(replay)
+    assert not logged_in(replay)
 
 
 def test_logout_leaves_other_users_logged_in(app, browser, db, make, org, staff):
@@ -246,7 +231,7 @@ def test_logout_leaves_other_users_logged_in(app, browser, db, make, org, staff)
 
     browser.logout()
 
-    assert _logged_in(other)
+    assert logged_in(other)
 
 
 def test_a_password_change_ends_the_other_sessions_and_keeps_the_current_one(
@@ -262,9 +247,9 @@ def test_a_password_change_ends_the_other_sessions_and_keeps_the_current_one(
     )
 
     assert response.status_code == 302
-    assert _logged_in(browser)
+    assert logged_in(browser)
     assert browser.get("/auth/account").status_code == 200
-    assert not _logged_in(other)
+    assert not logged_in(other)
 
 
 def test_a_refused_password_change_ends_nothing(app, browser, db, staff):
@@ -277,14 +262,14 @@ def test_a_refused_password_change_ends_nothing(app, browser, db, staff):
         selector="main form",
     )
 
-    assert _logged_in(browser)
-    assert _logged_in(other)
+    assert logged_in(browser)
+    assert logged_in(other)
 
 
 def _admin_browser(app, db, admin) -> Browser:
     browser = Browser(app.test_client())
     browser.login(admin, reset_totp_step=_forget_totp_step(db, admin))
-    assert _logged_in(browser)
+    assert logged_in(browser)
     return browser
 
 
@@ -297,9 +282,9 @@ def test_a_role_change_by_an_admin_ends_the_users_sessions(app, browser, db, adm
     )
 
     assert response.status_code == 302
-    assert _reload(db, staff).role_set == {Role.APPROVER}
-    assert not _logged_in(browser)
-    assert _logged_in(administrator)
+    assert reload(db, staff).role_set == {Role.APPROVER}
+    assert not logged_in(browser)
+    assert logged_in(administrator)
 
 
 def test_a_role_change_through_the_service_ends_the_users_sessions(app, browser, db, admin, staff):
@@ -318,7 +303,7 @@ def test_a_role_change_through_the_service_ends_the_users_sessions(app, browser,
             expected_version=None,
         )
 
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
 
 def test_disabling_an_account_ends_its_sessions_and_keeps_it_out(app, browser, db, admin, staff):
@@ -330,11 +315,11 @@ def test_disabling_an_account_ends_its_sessions_and_keeps_it_out(app, browser, d
     )
 
     assert response.status_code == 302
-    assert _reload(db, staff).active is False
-    assert not _logged_in(browser)
+    assert reload(db, staff).active is False
+    assert not logged_in(browser)
     response = browser.submit("/auth/login", {"email": staff.email, "password": PASSWORD})
     assert flashes(response) == [LOGIN_FAILED]
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
 
 def test_re_enabling_an_account_does_not_revive_its_old_sessions(app, browser, db, admin, staff):
@@ -344,8 +329,8 @@ def test_re_enabling_an_account_does_not_revive_its_old_sessions(app, browser, d
     administrator.post(f"/admin/users/{staff.id}/disable", token_from=f"/admin/users/{staff.id}")
     administrator.post(f"/admin/users/{staff.id}/enable", token_from=f"/admin/users/{staff.id}")
 
-    assert _reload(db, staff).active is True
-    assert not _logged_in(browser)
+    assert reload(db, staff).active is True
+    assert not logged_in(browser)
 
 
 def test_disabling_an_account_between_password_and_code_stops_the_login(
@@ -359,7 +344,7 @@ def test_disabling_an_account_between_password_and_code_stops_the_login(
 
     assert response.status_code == 302
     assert response.headers["Location"] == "/auth/login"
-    assert not _logged_in(browser)
+    assert not logged_in(browser)
 
 
 def test_an_admin_reset_ends_the_users_sessions(app, browser, db, admin, staff):
@@ -371,4 +356,4 @@ def test_an_admin_reset_ends_the_users_sessions(app, browser, db, admin, staff):
     )
 
     assert response.status_code == 302
-    assert not _logged_in(browser)
+    assert not logged_in(browser)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.audit import service as audit
 from portal.auth import passwords, totp
@@ -180,14 +181,25 @@ def verify_second_factor(
         raise LoginRefused
     if user.totp_enabled and user.totp_secret:
         step = totp.matching_step(user.totp_secret, code, user.totp_last_step)
-        if step is not None:
-            user.totp_last_step = step
-            session.flush()
+        if step is not None and _claim_totp_step(session, user, step):
             return "totp"
     if use_recovery_code(session, user, code):
         return "recovery_code"
     register_failure(session, user, user.email, ip, policy, "mfa")
     raise LoginRefused
+
+
+def _claim_totp_step(session: Session, user: User, step: int) -> bool:
+    """Record ``step`` as used unless a concurrent request used it (or a later one) first."""
+    claimed = session.execute(
+        sa.update(User)
+        .where(User.id == user.id, User.totp_last_step < step)
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed == 1:
+        set_committed_value(user, "totp_last_step", step)
+    return claimed == 1
 
 
 def use_recovery_code(session: Session, user: User, code: str) -> bool:

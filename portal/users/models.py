@@ -62,6 +62,7 @@ class User(TimestampMixin, Base):
     previous_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failures_before_last_login: Mapped[int] = mapped_column(default=0)
 
+    # Counts administrative edits only (users.service._claim_version), not logins.
     version: Mapped[int] = mapped_column(default=1)
 
     organisation: Mapped[Organisation | None] = relationship(foreign_keys=[organisation_id])
@@ -73,7 +74,6 @@ class User(TimestampMixin, Base):
         secondary=user_department, lazy="selectin", order_by=Department.name
     )
 
-    __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         sa.CheckConstraint(
             "(organisation_id IS NULL) <> (vendor_company_id IS NULL)", name="one_home"

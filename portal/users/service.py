@@ -11,6 +11,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.audit import service as audit
 from portal.auth import tokens
@@ -61,9 +62,23 @@ def _require_manageable(actor: User, target: User) -> None:
         raise UserAdminError("この利用者を管理する権限がありません。")
 
 
-def _check_version(target: User, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != target.version:
+def _claim_version(session: Session, target: User, expected_version: int | None) -> None:
+    """Optimistic lock for administrative edits: move ``version`` on only if nobody else has.
+
+    The version counts administrative changes only (a login or a failed attempt leaves it
+    alone), so an open form goes stale only when another administrator saved first. The
+    conditional UPDATE makes the check and the claim one step, on SQLite and PostgreSQL alike.
+    """
+    expected = target.version if expected_version is None else expected_version
+    claimed = session.execute(
+        sa.update(User)
+        .where(User.id == target.id, User.version == expected)
+        .values(version=expected + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
         raise ConflictError
+    set_committed_value(target, "version", expected + 1)
 
 
 def _active_admins(session: Session, organisation_id: int) -> int:
@@ -172,47 +187,43 @@ def update_user(
     expected_version: int | None,
 ) -> None:
     _require_manageable(actor, target)
-    _check_version(target, expected_version)
     _check_roles(roles, vendor=target.is_vendor)
     old_roles = target.role_set
     _keep_one_admin(
         session, target, losing_admin=Role.ADMIN in old_roles and Role.ADMIN not in roles
     )
+    new_departments = target.departments
+    if not target.is_vendor:
+        chosen = _departments(session, target.organisation_id, department_ids)
+        # Retired departments are not offered on the form; memberships in them stay as they are.
+        retired = [d for d in target.departments if not d.active and d not in chosen]
+        new_departments = chosen + retired
     changes: dict[str, object] = {}
     if name.strip() != target.name:
         changes["name"] = [target.name, name.strip()]
-        target.name = name.strip()
     if roles != old_roles:
         changes["roles"] = [sorted(old_roles), sorted(roles)]
+    if {d.id for d in new_departments} != {d.id for d in target.departments}:
+        changes["departments"] = [
+            sorted(d.id for d in target.departments),
+            sorted(d.id for d in new_departments),
+        ]
+    if not changes:
+        return  # nothing to save: a repeated submit is harmless
+    _claim_version(session, target, expected_version)
+    target.name = name.strip()
+    if "roles" in changes:
         target.set_roles(roles)
         end_all_sessions(target)  # a role change ends every live session of the user
-    if not target.is_vendor:
-        new_departments = _departments(session, target.organisation_id, department_ids)
-        if {d.id for d in new_departments} != {d.id for d in target.departments}:
-            changes["departments"] = [
-                sorted(d.id for d in target.departments),
-                sorted(d.id for d in new_departments),
-            ]
-            target.departments = new_departments
-    if changes:
-        if "roles" in changes:
-            audit.record(
-                session,
-                "user.roles_changed",
-                actor=actor,
-                obj=target,
-                organisation_id=actor.organisation_id,
-                details=changes,
-            )
-        else:
-            audit.record(
-                session,
-                "user.updated",
-                actor=actor,
-                obj=target,
-                organisation_id=actor.organisation_id,
-                details=changes,
-            )
+    target.departments = new_departments
+    audit.record(
+        session,
+        "user.roles_changed" if "roles" in changes else "user.updated",
+        actor=actor,
+        obj=target,
+        organisation_id=actor.organisation_id,
+        details=changes,
+    )
     session.flush()
 
 
@@ -220,13 +231,13 @@ def set_active(
     session: Session, actor: User, target: User, active: bool, expected_version: int | None = None
 ) -> None:
     _require_manageable(actor, target)
-    _check_version(target, expected_version)
     if target.id == actor.id and not active:
         raise UserAdminError("自分自身のアカウントは無効にできません。")
     if not active:
         _keep_one_admin(session, target, losing_admin=True)
     if target.active == active:
         return
+    _claim_version(session, target, expected_version)
     target.active = active
     end_all_sessions(target)
     audit.record(
@@ -241,6 +252,7 @@ def set_active(
 
 def unlock(session: Session, actor: User, target: User) -> None:
     _require_manageable(actor, target)
+    _claim_version(session, target, None)
     target.locked_until = None
     target.failed_login_count = 0
     audit.record(
@@ -256,6 +268,7 @@ def reset_credentials(
     _require_manageable(actor, target)
     if not target.active:
         raise UserAdminError("無効なアカウントのパスワードは再設定できません。")
+    _claim_version(session, target, None)
     target.password_hash = None
     target.password_changed_at = utcnow()  # voided now; the reset link sets the next one
     target.password_is_temporary = False
