@@ -72,6 +72,7 @@ def register_cli(app: Flask) -> None:
     from portal.backup import backup_cli
     from portal.cli import db_cli
     from portal.demo import demo_code, seed_demo
+    from portal.questionnaires.cli import questionnaires_cli
     from portal.users.cli import create_admin
 
     app.cli.add_command(db_cli)
@@ -80,3 +81,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(seed_demo)
     app.cli.add_command(demo_code)
+    app.cli.add_command(questionnaires_cli)

@@ -1,16 +1,22 @@
 """Imports every model so that ``Base.metadata`` knows every table (Alembic, tests)."""
 
+from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditChain, AuditEvent
 from portal.auth.models import ActionToken, LoginAttempt, RecoveryCode
+from portal.engagements.models import Engagement
 from portal.orgs.models import Department, Organisation
 from portal.users.models import User, UserRole, user_department
 from portal.vendors.models import OrganisationVendor, VendorCompany
 
 __all__ = [
     "ActionToken",
+    "Answer",
+    "AnswerRevision",
+    "Assessment",
     "AuditChain",
     "AuditEvent",
     "Department",
+    "Engagement",
     "LoginAttempt",
     "Organisation",
     "OrganisationVendor",

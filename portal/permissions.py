@@ -53,6 +53,9 @@ class Permission(StrEnum):
     VENDORS_MANAGE = "vendors.manage"
     AUDIT_READ = "audit.read"
     VENDOR_PROFILE = "vendor.profile"
+    ENGAGEMENTS_VIEW = "engagements.view"
+    ENGAGEMENTS_MANAGE = "engagements.manage"
+    ASSESSMENTS_ANSWER = "assessments.answer"
 
 
 _ALL_STAFF = set(STAFF_ROLES)
@@ -69,16 +72,42 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.STAFF: frozenset(
-        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.VENDORS_MANAGE}
+        {
+            Permission.DASHBOARD,
+            Permission.VENDORS_VIEW,
+            Permission.VENDORS_MANAGE,
+            Permission.ENGAGEMENTS_VIEW,
+            Permission.ENGAGEMENTS_MANAGE,
+        }
     ),
-    Role.APPROVER: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW}),
-    Role.SERVICE_MANAGER: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW}),
-    Role.CISO: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}),
+    Role.APPROVER: frozenset(
+        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.ENGAGEMENTS_VIEW}
+    ),
+    Role.SERVICE_MANAGER: frozenset(
+        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.ENGAGEMENTS_VIEW}
+    ),
+    Role.CISO: frozenset(
+        {
+            Permission.DASHBOARD,
+            Permission.VENDORS_VIEW,
+            Permission.AUDIT_READ,
+            Permission.ENGAGEMENTS_VIEW,
+        }
+    ),
     Role.NETWORK_ADMIN: frozenset(
         {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}
     ),
-    Role.AUDITOR: frozenset({Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}),
-    Role.VENDOR: frozenset({Permission.DASHBOARD, Permission.VENDOR_PROFILE}),
+    Role.AUDITOR: frozenset(
+        {
+            Permission.DASHBOARD,
+            Permission.VENDORS_VIEW,
+            Permission.AUDIT_READ,
+            Permission.ENGAGEMENTS_VIEW,
+        }
+    ),
+    Role.VENDOR: frozenset(
+        {Permission.DASHBOARD, Permission.VENDOR_PROFILE, Permission.ASSESSMENTS_ANSWER}
+    ),
 }
 
 # Markers read by the route walker test.
@@ -169,6 +198,40 @@ def can_invite_vendor_user(actor: User, target: User) -> bool:
         and actor.organisation_id is not None
         and target.invited_by_organisation_id == actor.organisation_id
         and can(actor, Permission.VENDORS_MANAGE)
+    )
+
+
+# Roles that read every engagement of their organisation; staff see their departments' only.
+ORGANISATION_WIDE_READERS = frozenset(
+    {Role.APPROVER, Role.SERVICE_MANAGER, Role.CISO, Role.NETWORK_ADMIN, Role.AUDITOR}
+)
+
+
+def can_view_engagement(actor: User, engagement) -> bool:
+    if not same_organisation(actor, engagement.organisation_id):
+        return False
+    if actor.role_set & ORGANISATION_WIDE_READERS:
+        return True
+    return Role.STAFF in actor.role_set and engagement.department_id in {
+        d.id for d in actor.departments
+    }
+
+
+def can_edit_engagement(actor: User, engagement) -> bool:
+    """Staff of the engagement's own department (対策基準 9.1(1): 情報セキュリティ・システム管理者)."""
+    return (
+        Role.STAFF in actor.role_set
+        and same_organisation(actor, engagement.organisation_id)
+        and engagement.department_id in {d.id for d in actor.departments}
+    )
+
+
+def can_answer(actor: User, assessment) -> bool:
+    """Vendor users answer what is addressed to their own company, nothing else."""
+    return (
+        Role.VENDOR in actor.role_set
+        and actor.vendor_company_id is not None
+        and actor.vendor_company_id == assessment.vendor_company_id
     )
 
 

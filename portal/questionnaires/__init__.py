@@ -1,0 +1,1 @@
+"""The question bank: questionnaires as validated data from ``questionnaires/*.toml``."""
