@@ -45,16 +45,20 @@ def register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     passwords.init_app(app)
+    # Request checks (size limit, request ID, session lifetime) run before CSRF parses forms.
+    web.init_app(app)
     csrf.init_app(app)
     init_login(app)
-    web.init_app(app)
     errors.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
     from portal.admin.views import bp as admin_bp
+    from portal.assessments.views import bp as assessments_bp
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
+    from portal.engagements.views import bp as engagements_bp
+    from portal.evidence.views import bp as evidence_bp
     from portal.mail import bp as mail_bp
     from portal.main.views import bp as main_bp
     from portal.vendors.views import bp as vendors_bp
@@ -64,6 +68,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(vendors_bp)
+    app.register_blueprint(engagements_bp)
+    app.register_blueprint(assessments_bp)
+    app.register_blueprint(evidence_bp)
     app.register_blueprint(mail_bp)
 
 
@@ -72,6 +79,7 @@ def register_cli(app: Flask) -> None:
     from portal.backup import backup_cli
     from portal.cli import db_cli
     from portal.demo import demo_code, seed_demo
+    from portal.evidence.cli import evidence_cli
     from portal.questionnaires.cli import questionnaires_cli
     from portal.users.cli import create_admin
 
@@ -82,3 +90,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(demo_code)
     app.cli.add_command(questionnaires_cli)
+    app.cli.add_command(evidence_cli)

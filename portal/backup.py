@@ -2,7 +2,8 @@
 
 SQLite is copied with its online backup API (a consistent snapshot while the portal runs), never
 by copying the live file; PostgreSQL with ``pg_dump`` / ``pg_restore``. The archive carries a
-manifest with the SHA-256 of every member, checked before anything is restored.
+manifest with the SHA-256 of every member, checked before anything is restored. The archive is
+created readable by its owner only (0600), and a restore is recorded in the restored audit trail.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from portal.audit import service as audit
+from portal.audit.models import AuditChain
+from portal.db import engine_for, get_session, writing
 
 MANIFEST = "manifest.json"
 SQLITE_MEMBER = "database.sqlite3"
@@ -67,13 +75,24 @@ def _pg_args(url: str) -> tuple[list[str], dict[str, str]]:
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
-    src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
+    """Copy with the online backup API. The source is opened read-only, so a wrong path fails
+    instead of creating (and backing up) an empty database."""
+    if not source.is_file():
+        raise BackupError(f"データベースファイルが見つかりません: {source}")
     try:
-        with dst:
-            src.backup(dst)
+        src = sqlite3.connect(f"file:{quote(source.absolute().as_posix())}?mode=ro", uri=True)
+    except sqlite3.Error as error:
+        raise BackupError(f"データベースを開けません: {source}（{error}）") from error
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            with dst:
+                src.backup(dst)
+        finally:
+            dst.close()
+    except sqlite3.Error as error:
+        raise BackupError(f"データベースをコピーできません: {source}（{error}）") from error
     finally:
-        dst.close()
         src.close()
 
 
@@ -99,10 +118,20 @@ def create_backup(database_url: str, evidence_dir: Path, destination: Path) -> P
                     files[path.relative_to(work).as_posix()] = _sha256(path)
         manifest = {"created_at": stamp, "database": member.name, "files": files}
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        with tarfile.open(archive, "w:gz") as tar:
-            for path in sorted(work.iterdir()):
-                tar.add(path, arcname=path.name)
-    archive.chmod(0o600)
+        # Readable by the owner only from the start (never briefly world-readable).
+        try:
+            fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError as error:
+            raise BackupError(
+                f"同じ名前のバックアップがすでにあります: {archive}（少し待ってから実行してください）"
+            ) from error
+        try:
+            with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
+                for path in sorted(work.iterdir()):
+                    tar.add(path, arcname=path.name)
+        except BaseException:
+            archive.unlink(missing_ok=True)
+            raise
     return archive
 
 
@@ -193,7 +222,37 @@ def restore(archive: Path, yes: bool) -> None:
         click.confirm(
             "現在のデータベースと証跡ファイルを上書きします。よろしいですか？", abort=True
         )
+    head_before = _chain_head_hash()
     manifest = restore_backup(
         archive, current_app.config["DATABASE_URL"], Path(current_app.config["EVIDENCE_DIR"])
     )
+    # The restore replaced the audit trail too: record it in the restored one.
+    with writing() as session:
+        audit.record(
+            session,
+            "backup.restored",
+            actor_label="cli",
+            details={
+                "archive": archive.name,
+                "created_at": manifest["created_at"],
+                "chain_head_before": head_before,
+            },
+        )
     click.echo(f"{manifest['created_at']} のバックアップから復元しました。")
+
+
+def _chain_head_hash() -> str | None:
+    """The audit chain head of the database about to be replaced (None when it has none).
+
+    Leaves no connection of ours open, so nothing holds a lock while the database is replaced.
+    """
+    session = get_session()
+    try:
+        return session.scalar(
+            sa.select(AuditChain.last_hash).where(AuditChain.id == audit.CHAIN_ID)
+        )
+    except SQLAlchemyError:
+        return None
+    finally:
+        session.close()
+        engine_for(current_app).dispose()

@@ -87,6 +87,8 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
         "SECRET_KEY": secret_key,
         "DATABASE_URL": database_url,
         "EVIDENCE_DIR": evidence_dir,
+        "EVIDENCE_MAX_MB": _int(env, "PORTAL_EVIDENCE_MAX_MB", 20),
+        "CLAMD": env.get("PORTAL_CLAMD", "").strip(),  # unix:/path or tcp:host:port; "" = none
         "BASE_URL": env.get("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
         "TRUSTED_PROXIES": _int(env, "PORTAL_TRUSTED_PROXIES", 0, minimum=0),

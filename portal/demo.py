@@ -179,6 +179,7 @@ def _create_account(
     if spec.company:
         user.vendor_company_id = companies[spec.company].id
         user.invited_by_organisation_id = org.id
+        user.grant_vendor_access(org.id, None)
     else:
         user.organisation_id = org.id
         user.departments = [d for d in org.departments if d.name in spec.departments]
@@ -230,10 +231,10 @@ def _describe(user: User, password: str | None, spec: DemoAccount) -> dict:
     "--password", default=None, help="すべてのデモアカウントに設定するパスワード（12文字以上）"
 )
 @click.option("--json", "as_json", is_flag=True, help="アカウントを1行1件のJSONで出力する")
-@click.option("--allow-production", is_flag=True, help="本番モードでも実行する（通常は使わない）")
 @with_appcontext
-def seed_demo(password: str | None, as_json: bool, allow_production: bool) -> None:
-    if current_app.config["PORTAL_ENV"] == "production" and not allow_production:
+def seed_demo(password: str | None, as_json: bool) -> None:
+    # Never in production: demo accounts with known passwords must not exist there.
+    if current_app.config["PORTAL_ENV"] == "production":
         raise click.ClickException(
             "本番モード（PORTAL_ENV=production）ではデモデータを登録しません。"
         )

@@ -40,6 +40,11 @@ MESSAGES: dict[int, tuple[str, str]] = {
         "システムが一時的に利用できません。時間をおいてもう一度お試しください。",
     ),
 }
+# Any other client error (415, 416, 431 …) keeps its status code and gets this generic page.
+OTHER_CLIENT_ERROR = (
+    "リクエストを処理できません",
+    "このリクエストは処理できませんでした。ページを読み込み直してから、もう一度お試しください。",
+)
 
 
 class ConflictError(Exception):
@@ -47,7 +52,7 @@ class ConflictError(Exception):
 
 
 def render_error(code: int, detail: str | None = None):
-    title, message = MESSAGES.get(code, MESSAGES[500])
+    title, message = MESSAGES.get(code) or (OTHER_CLIENT_ERROR if code < 500 else MESSAGES[500])
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"error": title}), code
     return render_template(
@@ -60,7 +65,8 @@ def init_app(app: Flask) -> None:
     def _csrf(_error: CSRFError):
         return render_error(
             400,
-            "フォームの有効期限が切れたか、不正な送信です。ページを読み込み直してからもう一度お試しください。",
+            "フォームの有効期限が切れたか、正しく送信されませんでした。"
+            "ページを再読み込みしてから、もう一度お試しください。",
         )
 
     @app.errorhandler(ConflictError)
@@ -75,12 +81,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
-        code = error.code or 500
-        response = render_error(code if code in MESSAGES else 500)
-        if code == 405 and error.valid_methods:  # type: ignore[attr-defined]
-            body, status = response
-            return body, status, {"Allow": ", ".join(error.valid_methods)}  # type: ignore[attr-defined]
-        return response
+        body, status = render_error(error.code or 500)
+        # The status code's own headers, as Werkzeug would send them: Allow (405),
+        # Content-Range (416), Retry-After (429) …
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return body, status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -4,9 +4,10 @@ from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditChain, AuditEvent
 from portal.auth.models import ActionToken, LoginAttempt, RecoveryCode
 from portal.engagements.models import Engagement
+from portal.evidence.models import EvidenceFile
 from portal.orgs.models import Department, Organisation
 from portal.users.models import User, UserRole, user_department
-from portal.vendors.models import OrganisationVendor, VendorCompany
+from portal.vendors.models import OrganisationVendor, VendorAccess, VendorCompany
 
 __all__ = [
     "ActionToken",
@@ -17,12 +18,14 @@ __all__ = [
     "AuditEvent",
     "Department",
     "Engagement",
+    "EvidenceFile",
     "LoginAttempt",
     "Organisation",
     "OrganisationVendor",
     "RecoveryCode",
     "User",
     "UserRole",
+    "VendorAccess",
     "VendorCompany",
     "user_department",
 ]

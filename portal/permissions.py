@@ -56,6 +56,7 @@ class Permission(StrEnum):
     ENGAGEMENTS_VIEW = "engagements.view"
     ENGAGEMENTS_MANAGE = "engagements.manage"
     ASSESSMENTS_ANSWER = "assessments.answer"
+    EVIDENCE_READ = "evidence.read"
 
 
 _ALL_STAFF = set(STAFF_ROLES)
@@ -78,13 +79,24 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VENDORS_MANAGE,
             Permission.ENGAGEMENTS_VIEW,
             Permission.ENGAGEMENTS_MANAGE,
+            Permission.EVIDENCE_READ,
         }
     ),
     Role.APPROVER: frozenset(
-        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.ENGAGEMENTS_VIEW}
+        {
+            Permission.DASHBOARD,
+            Permission.VENDORS_VIEW,
+            Permission.ENGAGEMENTS_VIEW,
+            Permission.EVIDENCE_READ,
+        }
     ),
     Role.SERVICE_MANAGER: frozenset(
-        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.ENGAGEMENTS_VIEW}
+        {
+            Permission.DASHBOARD,
+            Permission.VENDORS_VIEW,
+            Permission.ENGAGEMENTS_VIEW,
+            Permission.EVIDENCE_READ,
+        }
     ),
     Role.CISO: frozenset(
         {
@@ -92,10 +104,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VENDORS_VIEW,
             Permission.AUDIT_READ,
             Permission.ENGAGEMENTS_VIEW,
+            Permission.EVIDENCE_READ,
         }
     ),
     Role.NETWORK_ADMIN: frozenset(
-        {Permission.DASHBOARD, Permission.VENDORS_VIEW, Permission.AUDIT_READ}
+        {
+            Permission.DASHBOARD,
+            Permission.VENDORS_VIEW,
+            Permission.AUDIT_READ,
+            Permission.EVIDENCE_READ,
+        }
     ),
     Role.AUDITOR: frozenset(
         {
@@ -103,10 +121,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VENDORS_VIEW,
             Permission.AUDIT_READ,
             Permission.ENGAGEMENTS_VIEW,
+            Permission.EVIDENCE_READ,
         }
     ),
     Role.VENDOR: frozenset(
-        {Permission.DASHBOARD, Permission.VENDOR_PROFILE, Permission.ASSESSMENTS_ANSWER}
+        {
+            Permission.DASHBOARD,
+            Permission.VENDOR_PROFILE,
+            Permission.ASSESSMENTS_ANSWER,
+            Permission.EVIDENCE_READ,
+        }
     ),
 }
 
@@ -227,11 +251,30 @@ def can_edit_engagement(actor: User, engagement) -> bool:
 
 
 def can_answer(actor: User, assessment) -> bool:
-    """Vendor users answer what is addressed to their own company, nothing else."""
+    """Vendor users answer what is addressed to their own company by a body that granted them
+    access (by inviting them) — never what another body sent to the same company."""
     return (
         Role.VENDOR in actor.role_set
         and actor.vendor_company_id is not None
         and actor.vendor_company_id == assessment.vendor_company_id
+        and assessment.organisation_id in actor.vendor_organisation_ids
+    )
+
+
+def can_read_evidence(actor: User, evidence, assessment) -> bool:
+    """An evidence file is read by the vendor users who may answer its assessment (of the
+    uploading company), and by the staff of its organisation who may view the engagement."""
+    if assessment.id != evidence.assessment_id:
+        return False
+    if Role.VENDOR in actor.role_set:
+        return (
+            can_answer(actor, assessment)
+            and actor.vendor_company_id == evidence.vendor_company_id
+        )
+    return (
+        same_organisation(actor, evidence.organisation_id)
+        and assessment.organisation_id == evidence.organisation_id
+        and can_view_engagement(actor, assessment.engagement)
     )
 
 

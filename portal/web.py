@@ -44,7 +44,13 @@ CSP = "; ".join(
 )
 
 # Endpoints an account with a temporary password may still reach.
-TEMPORARY_PASSWORD_ALLOWED = {"auth.change_password", "auth.logout", "static", "main.healthz"}
+TEMPORARY_PASSWORD_ALLOWED = {
+    "auth.change_password",
+    "auth.logout",
+    "auth.new_recovery_codes",  # shown once right after enrolment; must not be lost
+    "static",
+    "main.healthz",
+}
 
 
 def init_app(app: Flask) -> None:
@@ -78,7 +84,10 @@ def _template_helpers() -> dict:
 
 
 def _start_request() -> None:
-    incoming = request.headers.get("X-Request-ID", "")
+    # Only a trusted reverse proxy sets X-Request-ID; a client's own value is never kept.
+    incoming = (
+        request.headers.get("X-Request-ID", "") if current_app.config["TRUSTED_PROXIES"] else ""
+    )
     g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.context_tokens = (
         audit_context.set(AuditContext(ip=request.remote_addr or "", request_id=g.request_id)),

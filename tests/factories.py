@@ -86,6 +86,8 @@ class Factory:
             active=active,
         )
         user.set_roles(roles)
+        if user.invited_by_organisation_id:
+            user.grant_vendor_access(user.invited_by_organisation_id, None)
         if departments:
             user.departments = departments
         if totp if totp is not None else bool(roles & STAFF_ROLES):

@@ -147,7 +147,10 @@ def test_a_new_staff_user_is_invited_sets_a_password_enrols_totp_and_logs_in(
     assert urlsplit(login.location).path == "/auth/mfa/setup"
     secret = text_of(invitee.get("/auth/mfa/setup"), "[data-field=totp-secret]")
     codes = invitee.submit(
-        "/auth/mfa/setup", {"code": pyotp.TOTP(secret).now()}, "form[method=post]"
+        "/auth/mfa/setup",
+        {"code": pyotp.TOTP(secret).now()},
+        "form[method=post]",
+        follow_redirects=True,
     )
     assert codes.status_code == 200
     assert len(soup(codes).select("[data-field=recovery-codes] li")) == 10

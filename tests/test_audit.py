@@ -48,11 +48,17 @@ def only(db, action: str) -> AuditEvent:
 
 
 def client_at(browser, ip: str, request_id: str | None = None) -> None:
-    """Every following request comes from ``ip`` and carries ``X-Request-ID: request_id``."""
+    """Every following request comes from ``ip`` and carries ``X-Request-ID: request_id``.
+
+    The portal keeps an incoming request ID only behind a trusted reverse proxy (which sets it),
+    so a given ``request_id`` also turns ``TRUSTED_PROXIES`` on (set after ``create_app``, so no
+    ProxyFix is installed and ``ip`` stays the remote address).
+    """
     browser.client.environ_base["REMOTE_ADDR"] = ip
     if request_id is None:
         browser.client.environ_base.pop("HTTP_X_REQUEST_ID", None)
     else:
+        browser.client.application.config["TRUSTED_PROXIES"] = 1
         browser.client.environ_base["HTTP_X_REQUEST_ID"] = request_id
 
 
@@ -146,20 +152,22 @@ def test_failed_logins_and_the_lockout_are_recorded(browser, make, org, db):
     failures = events(db, "auth.login_failed")
     assert len(failures) == 5
     for event in failures:
+        # Nobody is authenticated at a failed login: no actor; the account is the object.
         assert_event(
             event,
-            actor=user,
+            actor=None,
             organisation_id=org.id,
             object_type="user_account",
             object_id=user.id,
             ip="198.51.100.9",
             request_id="failed-login-0001",
         )
-        assert json.loads(event.details) == {"step": "password"}
+        assert json.loads(event.details) == {"step": "password", "email": user.email}
+        assert event.actor_label == ""
     locked = only(db, "auth.locked")
     assert_event(
         locked,
-        actor=user,
+        actor=None,
         organisation_id=org.id,
         object_type="user_account",
         object_id=user.id,
@@ -177,7 +185,7 @@ def test_a_failed_login_for_an_unknown_address_records_what_was_typed(browser, d
 
     event = only(db, "auth.login_failed")
     assert event.actor_user_id is None
-    assert event.actor_label == "nobody@example.jp"
+    assert json.loads(event.details)["email"] == "nobody@example.jp"
     assert event.organisation_id is None
     assert (event.ip, event.request_id) == ("192.0.2.44", "unknown-user-0001")
 
@@ -337,6 +345,18 @@ def test_a_malformed_request_id_is_replaced(browser, db, request_id):
 
     stored = only(db, "auth.login_failed").request_id
     assert stored != request_id
+    assert HEX_REQUEST_ID.match(stored)
+    assert response.headers["X-Request-ID"] == stored
+
+
+def test_a_request_id_from_the_client_is_replaced_when_no_proxy_is_trusted(app, browser, db):
+    app.config["TRUSTED_PROXIES"] = 0
+    browser.client.environ_base["HTTP_X_REQUEST_ID"] = "client-chosen-id-0001"
+
+    response = browser.submit("/auth/login", {"email": "x@example.jp", "password": WRONG_PASSWORD})
+
+    stored = only(db, "auth.login_failed").request_id
+    assert stored != "client-chosen-id-0001"
     assert HEX_REQUEST_ID.match(stored)
     assert response.headers["X-Request-ID"] == stored
 
@@ -813,7 +833,8 @@ def test_csv_export_neutralises_formula_injection(app, auditor_browser, make, db
     table = read_csv(response)
     cells = [cell for row in table[1:] for cell in row]
     assert "'" + '=HYPERLINK("http://evil.example/","x")' in cells
-    assert "'=1+2@example.jp" in cells
+    # The address typed at the failed login is kept inside the JSON details (a safe cell).
+    assert any("=1+2@example.jp" in cell and cell.startswith("{") for cell in cells)
     assert "'-2-3-4-5-6" in cells
     assert {"'=cmd|' /C calc'!A0", "'-2+3", "'@SUM(A1)", "'@SUM(1)", "'+cmd-12345"} <= set(cells)
     dangerous = [cell for cell in cells if cell.startswith(FORMULA_STARTS)]

@@ -60,7 +60,9 @@ def _enrol(browser, code_for=None):
     assert page.status_code == 200
     secret = text_of(page, "[data-field=totp-secret]")
     code = code_for(secret) if code_for else pyotp.TOTP(secret).now()
-    return secret, browser.submit("/auth/mfa/setup", {"code": code}, selector="main form")
+    return secret, browser.submit(
+        "/auth/mfa/setup", {"code": code}, selector="main form", follow_redirects=True
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +448,7 @@ def test_a_recovery_code_logs_in_once(browser, db, enrolled):
 def test_new_recovery_codes_replace_the_old_ones(browser, enrolled):
     user, old_codes = enrolled
 
-    page = browser.post("/auth/recovery-codes", token_from="/auth/account")
+    page = browser.post("/auth/recovery-codes", token_from="/auth/account", follow_redirects=True)
     new_codes = _recovery_codes(page)
 
     assert len(new_codes) == 10

@@ -166,7 +166,9 @@ def test_the_new_admin_logs_in_enrols_totp_and_must_change_the_password(app, run
     assert browser.get("/auth/password").headers["Location"].startswith("/auth/login")
     setup = browser.get("/auth/mfa/setup")
     secret = text_of(setup, "[data-field=totp-secret]")
-    enrolled = browser.submit("/auth/mfa/setup", {"code": pyotp.TOTP(secret).now()})
+    enrolled = browser.submit(
+        "/auth/mfa/setup", {"code": pyotp.TOTP(secret).now()}, follow_redirects=True
+    )
     assert enrolled.status_code == 200
     assert len(soup(enrolled).select("[data-field=recovery-codes] li")) == 10
 

@@ -101,7 +101,7 @@ def test_common_passwords_are_refused_whatever_the_case_width_or_spacing(variant
 )
 def test_the_users_email_local_part_name_and_organisation_are_refused(password):
     problems = password_problems(password, email=EMAIL, name=NAME, organisation_name=ORG_NAME)
-    assert problems == ["メールアドレス、氏名、団体名を含むパスワードは使用できません。"]
+    assert problems == ["メールアドレス、氏名、団体名・会社名を含むパスワードは使用できません。"]
 
 
 def test_a_long_japanese_passphrase_is_accepted():
@@ -112,7 +112,10 @@ def test_a_long_japanese_passphrase_is_accepted():
 
 
 def test_a_single_repeated_character_is_refused():
-    assert "同じ文字の繰り返しは使用できません。" in password_problems("あ" * 20)
+    assert (
+        "同じ文字や2種類程度の文字を繰り返しただけのパスワードは使用できません。"
+        in password_problems("あ" * 20)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,8 +186,25 @@ def test_the_change_password_form_requires_the_current_password(browser, db, tan
 
     response = _change(browser, "これは現在のパスワードではありません", JAPANESE_PASSPHRASE)
 
-    assert field_errors(response) == {"password": "現在のパスワードが正しくありません。"}
+    assert field_errors(response) == {"current": "現在のパスワードが正しくありません。"}
     assert reload(db, tanaka).password_hash == old_hash
+    # A wrong current password counts like a failed login (no guessing through a session).
+    assert reload(db, tanaka).failed_login_count == 1
+
+
+def test_guessing_the_current_password_locks_the_account_and_ends_the_session(
+    app, browser, db, tanaka
+):
+    browser.login(tanaka)
+    for _ in range(app.config["LOGIN_MAX_FAILURES"] - 1):
+        _change(browser, "これは現在のパスワードではありません", JAPANESE_PASSPHRASE)
+
+    response = _change(browser, "これは現在のパスワードではありません", JAPANESE_PASSPHRASE)
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/auth/login"
+    assert reload(db, tanaka).locked_until is not None
+    assert browser.get("/").headers["Location"].startswith("/auth/login")
 
 
 def test_the_change_password_form_refuses_a_mismatched_confirmation(browser, db, tanaka):
@@ -315,9 +335,14 @@ def test_a_temporary_password_is_sent_to_the_change_page_from_every_route(
 
     urls = _every_get_url(app, temporary_admin.id)
     assert {"/", "/auth/account", "/admin/users", "/auth/mfa/setup", "/auth/login"} <= set(urls)
+    # The one-time recovery codes page stays reachable (right after enrolment), and with no
+    # codes to show it sends the user on; everything else leads to the change page.
     for url in urls:
         response = browser.get(url)
         assert response.status_code == 302, url
+        if url == "/auth/recovery-codes/new":
+            assert response.headers["Location"] == "/auth/account", url
+            continue
         assert response.headers["Location"] == "/auth/password", url
 
     page = browser.get("/auth/password")

@@ -42,7 +42,7 @@ def _department_choices() -> list[tuple[int, str]]:
     return [(d.id, d.name) for d in departments]
 
 
-def send_link(target, token: str, purpose: str) -> None:
+def send_link(target, token: str, purpose: str) -> bool:
     """E-mail an invitation or reset link (after the transaction has committed)."""
     config = current_app.config
     organisation = get_session().get(Organisation, current_user.organisation_id)
@@ -60,7 +60,7 @@ def send_link(target, token: str, purpose: str) -> None:
             "【パスワード再設定】委託先・外部サービス リスク評価ポータル",
             config["RESET_HOURS"],
         )
-    mail.send(
+    sent = mail.send_after_commit(
         target.email,
         subject,
         template,
@@ -69,6 +69,9 @@ def send_link(target, token: str, purpose: str) -> None:
         hours=hours,
         inviter_name=organisation.name,
     )
+    if not sent:
+        flash(mail.MAIL_FAILED, "warning")
+    return sent
 
 
 # Users ------------------------------------------------------------------------------------

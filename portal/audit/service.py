@@ -125,6 +125,33 @@ def record(
     return event
 
 
+def visible_to(organisation_id: int) -> sa.ColumnElement[bool]:
+    """The events an organisation's auditors read: its own, and those by or about the vendor
+    users it granted access (their logins, profile changes …), which carry no organisation."""
+    from portal.vendors.models import VendorAccess
+
+    vendor_users = sa.select(VendorAccess.user_id).where(
+        VendorAccess.organisation_id == organisation_id
+    )
+    return sa.or_(
+        AuditEvent.organisation_id == organisation_id,
+        sa.and_(
+            AuditEvent.organisation_id.is_(None),
+            sa.or_(
+                AuditEvent.actor_user_id.in_(vendor_users),
+                sa.and_(
+                    AuditEvent.object_type == "user_account",
+                    AuditEvent.object_id.in_(
+                        sa.select(sa.cast(VendorAccess.user_id, sa.String)).where(
+                            VendorAccess.organisation_id == organisation_id
+                        )
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
@@ -143,7 +170,8 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
         return VerifyResult(True, 0)
     expected_seq, expected_prev = head.anchor_seq + 1, head.anchor_hash
     checked = 0
-    for event in _iter_events(session, head.anchor_seq, batch):
+    # Only up to the head as read now: rows committed meanwhile belong to a later check.
+    for event in _iter_events(session, head.anchor_seq, head.last_seq, batch):
         if event.seq != expected_seq:
             return VerifyResult(False, checked, expected_seq, "行が欠落しています（削除の可能性）")
         if event.prev_hash != expected_prev:
@@ -165,11 +193,16 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
     return VerifyResult(True, checked)
 
 
-def _iter_events(session: Session, after_seq: int, batch: int) -> Iterator[AuditEvent]:
+def _iter_events(
+    session: Session, after_seq: int, up_to_seq: int, batch: int
+) -> Iterator[AuditEvent]:
     last = after_seq
     while True:
         rows = session.scalars(
-            sa.select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            sa.select(AuditEvent)
+            .where(AuditEvent.seq > last, AuditEvent.seq <= up_to_seq)
+            .order_by(AuditEvent.seq)
+            .limit(batch)
         ).all()
         if not rows:
             return

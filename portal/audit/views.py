@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, render_template, request
 from flask_login import current_user
 from wtforms import DateField, IntegerField
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import NumberRange, Optional, ValidationError
 
 from portal.audit import service as audit
 from portal.audit.models import AuditEvent
@@ -46,10 +46,11 @@ ACTION_LABELS = {
     "department.created": "所属の追加",
     "department.updated": "所属の変更",
     "vendor.created": "事業者の登録",
-    "vendor.linked": "事業者の追加",
+    "vendor.linked": "登録済み事業者の取引先への追加",
     "vendor.profile_updated": "会社情報の変更",
     "audit.exported": "監査ログの出力",
-    "audit.purged": "監査ログの保存期間経過分の削除",
+    "audit.purged": "保存期間を過ぎた監査ログの削除",
+    "backup.restored": "バックアップからの復元",
 }
 
 OBJECT_LABELS = {
@@ -60,6 +61,18 @@ OBJECT_LABELS = {
 }
 
 
+# Dates outside this range are refused (beyond it, date arithmetic and UTC conversion overflow).
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)
+DATE_RANGE_ATTRS = {"min": EARLIEST.isoformat(), "max": LATEST.isoformat()}
+# The query keys carried over to the pager links and the CSV export (never anything else).
+FILTER_FIELDS = ("action", "actor", "date_from", "date_to")
+
+
+def _date_in_range(_form, field) -> None:
+    if field.data is not None and not EARLIEST <= field.data <= LATEST:
+        raise ValidationError("2000年1月1日から2100年12月31日までの日付を入力してください。")
+
+
 class FilterForm(BaseForm):
     class Meta:
         csrf = False
@@ -67,13 +80,25 @@ class FilterForm(BaseForm):
 
     action = text_field("操作", 60, Optional())
     actor = text_field("操作者（メールアドレス）", 254, Optional())
-    date_from = DateField("期間（開始日）", validators=[Optional()])
-    date_to = DateField("期間（終了日）", validators=[Optional()])
+    date_from = DateField(
+        "期間（開始日）", validators=[Optional(), _date_in_range], render_kw=DATE_RANGE_ATTRS
+    )
+    date_to = DateField(
+        "期間（終了日）", validators=[Optional(), _date_in_range], render_kw=DATE_RANGE_ATTRS
+    )
     page = IntegerField("ページ", validators=[Optional(), NumberRange(min=1, max=100000)])
 
 
+def _filter_form(formdata) -> FilterForm:
+    """The filter as submitted; an action the list does not offer is ignored (no filter)."""
+    form = FilterForm(formdata)
+    if form.action.data not in ACTION_LABELS:
+        form.action.data = ""
+    return form
+
+
 def _filtered(form: FilterForm) -> sa.Select:
-    query = sa.select(AuditEvent).where(AuditEvent.organisation_id == current_user.organisation_id)
+    query = sa.select(AuditEvent).where(audit.visible_to(current_user.organisation_id))
     if form.action.data:
         query = query.where(AuditEvent.action == form.action.data)
     if form.actor.data:
@@ -94,7 +119,7 @@ def _jst_midnight(day: date) -> datetime:
 @bp.route("/")
 @require(Permission.AUDIT_READ)
 def events():
-    form = FilterForm(request.args)
+    form = _filter_form(request.args)
     rows: list[AuditEvent] = []
     page = 1
     if form.validate():
@@ -105,7 +130,8 @@ def events():
             )
         )
     has_next = len(rows) > PAGE_SIZE
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    args = {key: request.args.get(key, "") for key in FILTER_FIELDS} | {"action": form.action.data}
+    args = {key: value for key, value in args.items() if value}
     return render_template(
         "audit/events.html",
         form=form,
@@ -123,7 +149,7 @@ def events():
 @require(Permission.AUDIT_READ)
 def export():
     """CSV (UTF-8 with BOM, so Excel opens it) of the filtered events; the export is audited."""
-    form = FilterForm(request.form)
+    form = _filter_form(request.form)
     if not form.validate():
         form = FilterForm(formdata=None)
     db = get_session()

@@ -44,7 +44,7 @@ def password_problems(
     if folded in _common_passwords():
         problems.append("よく使われるパスワードのため使用できません。")
     elif len(set(folded)) <= 2 and length >= MIN_LENGTH:
-        problems.append("同じ文字の繰り返しは使用できません。")
+        problems.append("同じ文字や2種類程度の文字を繰り返しただけのパスワードは使用できません。")
     personal = []
     if email:
         personal += [_fold(email), _fold(email.split("@", 1)[0])]
@@ -52,7 +52,7 @@ def password_problems(
         if value:
             personal.append(_fold(value))
     if any(len(p) >= 3 and p in folded for p in personal):
-        problems.append("メールアドレス、氏名、団体名を含むパスワードは使用できません。")
+        problems.append("メールアドレス、氏名、団体名・会社名を含むパスワードは使用できません。")
     return problems
 
 

@@ -51,6 +51,10 @@ class PasswordRejected(Exception):
         self.problems = problems
 
 
+class CurrentPasswordWrong(PasswordRejected):
+    """The current password given to change it was wrong (counts as a failed attempt)."""
+
+
 def normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
@@ -90,26 +94,44 @@ def register_failure(
             attempted_at=now,
         )
     )
+    # Nobody is authenticated yet: no actor. The account (if any) is the object; the address
+    # typed goes into the details.
     audit.record(
         session,
         "auth.login_failed",
-        actor=user,
-        actor_label=normalise_email(email)[:254],
+        actor_label="",
         organisation_id=getattr(user, "organisation_id", None),
         obj=user,
-        details={"step": step},
+        object_type="user_account",
+        details={"step": step, "email": normalise_email(email)[:254]},
     )
     if user is None or step == "throttled":
         return
-    user.failed_login_count += 1
-    if user.failed_login_count >= policy.max_failures and not is_locked(user, now):
-        user.locked_until = now + timedelta(minutes=policy.lock_minutes)
+    # One UPDATE … RETURNING: concurrent failures each count (the row lock serialises them).
+    count = session.execute(
+        sa.update(User)
+        .where(User.id == user.id)
+        .values(failed_login_count=User.failed_login_count + 1)
+        .returning(User.failed_login_count)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    set_committed_value(user, "failed_login_count", count)
+    if count >= policy.max_failures and not is_locked(user, now):
+        until = now + timedelta(minutes=policy.lock_minutes)
+        session.execute(
+            sa.update(User)
+            .where(User.id == user.id)
+            .values(locked_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(user, "locked_until", until)
         audit.record(
             session,
             "auth.locked",
-            actor=user,
+            actor_label="",
+            organisation_id=user.organisation_id,
             obj=user,
-            details={"until": user.locked_until.isoformat()},
+            details={"until": until.isoformat(), "failures": count},
         )
     session.flush()
 
@@ -288,7 +310,7 @@ def set_password(
 def change_own_password(session: Session, user: User, current: str, new_password: str) -> None:
     matches, _ = passwords.verify_password(user.password_hash, current)
     if not matches:
-        raise PasswordRejected(["現在のパスワードが正しくありません。"])
+        raise CurrentPasswordWrong(["現在のパスワードが正しくありません。"])
     if current == new_password:
         raise PasswordRejected(["新しいパスワードは現在のものと異なるものにしてください。"])
     set_password(session, user, new_password, actor=user)

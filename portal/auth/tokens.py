@@ -77,7 +77,15 @@ def peek(session: Session, token: str, purpose: str) -> tuple[ActionToken, User]
 
 
 def consume(session: Session, token: str, purpose: str) -> User:
+    """Use the token up. The conditional UPDATE lets only one of two concurrent uses win."""
     record, user = peek(session, token, purpose)
-    record.used_at = utcnow()
-    session.flush()
+    used = session.execute(
+        sa.update(ActionToken)
+        .where(ActionToken.nonce == record.nonce, ActionToken.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if used != 1:
+        raise TokenError
+    session.expire(record)
     return user

@@ -24,6 +24,7 @@ from portal.auth import session as login_session
 from portal.auth.forms import ChangePasswordForm, CodeForm, LoginForm, NewPasswordForm
 from portal.db import get_session
 from portal.permissions import authenticated, public, requires_mfa
+from portal.web import format_jst
 
 bp = Blueprint("auth", __name__, url_prefix="/auth", template_folder="templates")
 
@@ -46,7 +47,10 @@ def safe_next(target: str | None) -> str | None:
 
 
 def login_redirect() -> Response:
+    """To the login page; back here afterwards only for a page (GET), never a form action."""
     flash("このページを表示するにはログインしてください。", "info")
+    if request.method != "GET":
+        return redirect(url_for("auth.login"))
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
@@ -58,13 +62,31 @@ def _ip() -> str:
     return request.remote_addr or ""
 
 
-def _finish_login(user, method: str) -> Response:
+def _start_logged_in(user, method: str) -> str | None:
+    """Record the login, open a fresh session, and say when the previous login was and how
+    many attempts failed since (対策基準 7.2(3)) — whatever page comes next."""
     db = get_session()
     service.complete_login(db, user, _ip(), method)
     db.commit()
-    target = session.get("next")
+    target = safe_next(session.get("next"))
     login_session.start(user)
-    return redirect(safe_next(target) or url_for("main.dashboard"))
+    previous = format_jst(user.previous_login_at) or "記録なし（初めてのログイン）"
+    flash(
+        f"前回のログイン: {previous}／前回のログイン以降のログイン失敗: "
+        f"{user.failures_before_last_login}回",
+        "warning" if user.failures_before_last_login else "info",
+    )
+    return target
+
+
+def _finish_login(user, method: str) -> Response:
+    return redirect(_start_logged_in(user, method) or url_for("main.dashboard"))
+
+
+def _show_recovery_codes(codes: list[str], enrolled: bool, then: str | None = None) -> Response:
+    """Post/Redirect/Get: the codes are shown once by a GET; reloading does not replace them."""
+    session["recovery_codes"] = {"codes": codes, "enrolled": enrolled, "then": then}
+    return redirect(url_for("auth.new_recovery_codes"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -142,7 +164,10 @@ def mfa_setup():
             return redirect(url_for("auth.mfa"))
         # Replacing a working second factor needs more than a session: an administrator resets
         # it (the user proves who they are to the administrator, not to a stolen session).
-        flash("二要素認証は設定済みです。認証アプリを変更する場合は、システム管理者に初期化を依頼してください。", "info")
+        flash(
+            "二要素認証は設定済みです。認証アプリを変更する場合は、システム管理者に初期化を依頼してください。",
+            "info",
+        )
         return redirect(url_for("auth.account"))
     secret = session.get("totp_setup_secret")
     if not secret:
@@ -156,14 +181,10 @@ def mfa_setup():
         else:
             session.pop("totp_setup_secret", None)
             if pending:
-                service.complete_login(db, user, _ip(), "totp")
-                db.commit()
-                target = session.get("next")
-                login_session.start(user)
-                session["next_after_codes"] = safe_next(target) or url_for("main.dashboard")
-            else:
-                db.commit()
-            return render_template("auth/recovery_codes.html", codes=codes, enrolled=True)
+                target = _start_logged_in(user, "totp")
+                return _show_recovery_codes(codes, True, target or url_for("main.dashboard"))
+            db.commit()
+            return _show_recovery_codes(codes, True)
     return render_template(
         "auth/mfa_setup.html",
         form=form,
@@ -205,6 +226,15 @@ def change_password():
         user = current_user._get_current_object()
         try:
             service.change_own_password(db, user, form.current.data, form.password.data)
+        except service.CurrentPasswordWrong:
+            # Guessing the password through a stolen session counts like failed logins.
+            service.register_failure(db, user, user.email, _ip(), _policy(), "current_password")
+            db.commit()
+            if service.is_locked(user):
+                login_session.end()
+                flash(LOGIN_FAILED, "error")
+                return redirect(url_for("auth.login"))
+            form.current.errors = ["現在のパスワードが正しくありません。"]
         except service.PasswordRejected as exc:
             form.password.errors = exc.problems
         else:
@@ -235,7 +265,25 @@ def recovery_codes():
     codes = service.replace_recovery_codes(db, user)
     audit.record(db, "auth.recovery_codes_replaced", actor=user, obj=user)
     db.commit()
-    return render_template("auth/recovery_codes.html", codes=codes, enrolled=False)
+    return _show_recovery_codes(codes, False)
+
+
+@bp.route("/recovery-codes/new")
+@authenticated
+def new_recovery_codes():
+    shown = session.pop("recovery_codes", None)
+    if not shown:
+        flash(
+            "リカバリーコードは作成した直後に一度だけ表示されます。必要な場合は作り直してください。",
+            "info",
+        )
+        return redirect(url_for("auth.account"))
+    return render_template(
+        "auth/recovery_codes.html",
+        codes=shown["codes"],
+        enrolled=shown["enrolled"],
+        then=safe_next(shown.get("then")) or url_for("main.dashboard"),
+    )
 
 
 def _token_page(token: str, purpose: str, template: str, success_action: str, success_message: str):

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, TimestampMixin
-from portal.orgs.models import Department
+from portal.orgs.models import Department, Organisation
 from portal.questionnaires.conditions import EngagementFacts
 from portal.questionnaires.schema import KINDS, SEGMENTS
 
@@ -42,6 +42,7 @@ class Engagement(TimestampMixin, Base):
     version: Mapped[int] = mapped_column(default=1)
 
     department: Mapped[Department] = relationship()
+    organisation: Mapped[Organisation] = relationship()
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (

@@ -6,6 +6,7 @@ Without ``PORTAL_MAIL_SERVER`` every message is written to the outbox folder
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import uuid
@@ -16,6 +17,8 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from flask import current_app, render_template
+
+log = logging.getLogger(__name__)
 
 
 def build_message(to: str, subject: str, body: str, sender: str) -> EmailMessage:
@@ -39,6 +42,23 @@ def send(to: str, subject: str, template: str, **context) -> EmailMessage:
     else:
         _write_outbox(message, Path(config["MAIL_OUTBOX"]))
     return message
+
+
+MAIL_FAILED = (
+    "処理は完了しましたが、メールを送信できませんでした。"
+    "時間をおいて、案内メールの再送を行ってください。"
+)
+
+
+def send_after_commit(to: str, subject: str, template: str, **context) -> bool:
+    """Send a message about a change already committed. A mail failure must not turn that
+    change into an error page: it is logged and reported to the caller (False)."""
+    try:
+        send(to, subject, template, **context)
+    except (smtplib.SMTPException, OSError):
+        log.exception("mail to %s failed", to)
+        return False
+    return True
 
 
 def _send_smtp(message: EmailMessage, config) -> None:

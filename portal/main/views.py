@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify, render_template
 from flask_login import current_user
 
+from portal.assessments.service import for_vendor_user
 from portal.db import get_session
 from portal.permissions import Permission, public, require
 
@@ -13,7 +14,8 @@ bp = Blueprint("main", __name__, template_folder="templates")
 @bp.route("/")
 @require(Permission.DASHBOARD)
 def dashboard():
-    return render_template("main/dashboard.html", user=current_user)
+    assessments = for_vendor_user(get_session(), current_user) if current_user.is_vendor else []
+    return render_template("main/dashboard.html", user=current_user, assessments=assessments)
 
 
 @bp.route("/healthz")

@@ -289,7 +289,9 @@ def _question(
         return None
     if qtype != "table" and table is not None:
         check.fail(f"{where}.table", "table 型の設問でだけ使えます")
-    minimum, maximum = check.number(raw, "min", where), check.number(raw, "max", where)
+    numeric = qtype in ("number", "multiple")
+    minimum = check.number(raw, "min", where) if numeric else None
+    maximum = check.number(raw, "max", where) if numeric else None
     if qtype == "number" and minimum is not None and maximum is not None and minimum > maximum:
         check.fail(f"{where}.min", "min が max より大きくなっています")
     min_date = _date(check, raw, "min", where, EARLIEST) if qtype == "date" else None
@@ -311,8 +313,8 @@ def _question(
         when=_condition(check, raw.get("when"), f"{where}.when", earlier),
         prefill=prefill,
         choices=_choices(check, raw, where, qtype),
-        min=minimum if qtype in ("number", "multiple") else None,
-        max=maximum if qtype in ("number", "multiple") else None,
+        min=minimum,
+        max=maximum,
         integer=bool(raw.get("integer", False)),
         unit=raw.get("unit") if isinstance(raw.get("unit"), str) else None,
         max_length=max_length,

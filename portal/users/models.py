@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.db import Base, TimestampMixin, UTCDateTime
 from portal.orgs.models import Department, Organisation
 from portal.permissions import Role
-from portal.vendors.models import VendorCompany
+from portal.vendors.models import VendorAccess, VendorCompany
 
 user_department = sa.Table(
     "user_department",
@@ -73,6 +73,9 @@ class User(TimestampMixin, Base):
     departments: Mapped[list[Department]] = relationship(
         secondary=user_department, lazy="selectin", order_by=Department.name
     )
+    vendor_access: Mapped[list[VendorAccess]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", foreign_keys=[VendorAccess.user_id]
+    )
 
     __table_args__ = (
         sa.CheckConstraint(
@@ -107,6 +110,19 @@ class User(TimestampMixin, Base):
         self.roles = [r for r in self.roles if r.role in wanted] + [
             UserRole(role=r) for r in sorted(wanted - {r.role for r in self.roles})
         ]
+
+    @property
+    def vendor_organisation_ids(self) -> frozenset[int]:
+        """The bodies whose requests this vendor user may see."""
+        return frozenset(a.organisation_id for a in self.vendor_access)
+
+    def grant_vendor_access(self, organisation_id: int, granted_by_id: int | None) -> bool:
+        if organisation_id in self.vendor_organisation_ids:
+            return False
+        self.vendor_access.append(
+            VendorAccess(organisation_id=organisation_id, granted_by_id=granted_by_id)
+        )
+        return True
 
     @property
     def is_vendor(self) -> bool:

@@ -164,6 +164,7 @@ def create_vendor_user(
         invited_by_organisation_id=actor.organisation_id,
     )
     user.set_roles({Role.VENDOR})
+    user.grant_vendor_access(actor.organisation_id, actor.id)
     session.add(user)
     session.flush()
     audit.record(

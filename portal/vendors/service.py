@@ -22,10 +22,12 @@ def register_company(
     name: str,
     address: str | None = None,
     representative: str | None = None,
+    linked_ok: bool = False,
 ) -> tuple[VendorCompany, bool]:
     """Link the company with this 法人番号 to the actor's organisation, creating it if new.
 
     An existing company keeps its own profile (the vendor maintains it); returns (company, created).
+    A company already linked is refused, unless ``linked_ok`` (then it is simply returned).
     """
     normalised = corporate_number.normalise(number)
     if not corporate_number.is_valid(normalised):
@@ -59,9 +61,42 @@ def register_company(
         )
         session.flush()
         audit.record(session, "vendor.linked", actor=actor, obj=company)
-    elif not created:
+    elif not created and not linked_ok:
         raise VendorError("この事業者はすでに登録されています。")
     return company, created
+
+
+PROFILE_FIELDS = ("name", "address", "representative")
+
+
+def update_profile(session: Session, actor, company: VendorCompany, values: dict) -> bool:
+    """The vendor's own edit of the shared company profile. Every body that works with the
+    company sees the change in its audit trail, whoever made it."""
+    changes = {
+        key: [getattr(company, key), values[key]]
+        for key in PROFILE_FIELDS
+        if getattr(company, key) != values[key]
+    }
+    if not changes:
+        return False
+    for key, (_old, new) in changes.items():
+        setattr(company, key, new)
+    linked = session.scalars(
+        sa.select(OrganisationVendor.organisation_id).where(
+            OrganisationVendor.vendor_company_id == company.id
+        )
+    )
+    for organisation_id in linked:
+        audit.record(
+            session,
+            "vendor.profile_updated",
+            actor=actor,
+            obj=company,
+            organisation_id=organisation_id,
+            details=changes,
+        )
+    session.flush()
+    return True
 
 
 def companies_of(session: Session, organisation_id: int) -> list[VendorCompany]:

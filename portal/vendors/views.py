@@ -9,7 +9,6 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from portal.admin.views import send_link
-from portal.audit import service as audit
 from portal.auth.tokens import INVITATION
 from portal.db import get_session
 from portal.permissions import Permission, require
@@ -123,16 +122,8 @@ def profile():
     form = CompanyProfileForm(obj=company)
     if form.validate_on_submit():
         db = get_session()
-        changes = {}
-        for key in ("name", "address", "representative"):
-            value = getattr(form, key).data or None
-            if getattr(company, key) != value:
-                changes[key] = [getattr(company, key), value]
-                setattr(company, key, value)
-        if changes:
-            audit.record(
-                db, "vendor.profile_updated", actor=current_user, obj=company, details=changes
-            )
+        values = {key: getattr(form, key).data or None for key in vendors.PROFILE_FIELDS}
+        if vendors.update_profile(db, current_user._get_current_object(), company, values):
             db.commit()
         flash("会社情報を保存しました。", "success")
         return redirect(url_for("vendors.profile"))

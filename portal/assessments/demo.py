@@ -1,0 +1,235 @@
+"""Demo engagements and assessments for ``seed-demo``, in every state the portal shows:
+not started, partly answered (draft), submitted, and returned for revision."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.assessments import service, store
+from portal.assessments.answers import validate
+from portal.assessments.models import Assessment
+from portal.engagements.models import Engagement
+from portal.orgs.models import Organisation
+from portal.questionnaires import loader
+from portal.questionnaires.conditions import visible_questions
+from portal.questionnaires.schema import Question
+from portal.users.models import User
+from portal.vendors.models import VendorCompany
+
+TABLE_ROWS = {
+    "subcontractors": [
+        {
+            "name": "さくらデータセンター株式会社",
+            "identifier": "",
+            "country": "JP",
+            "role": "データセンターの運用",
+            "wholly_owned": "yes",
+        },
+    ],
+    "data_locations": [
+        {"purpose": "primary", "country": "JP", "region": "東京都"},
+        {"purpose": "backup", "country": "JP", "region": "大阪府"},
+    ],
+    "certifications": [
+        {
+            "kind": "iso27001",
+            "number": "IS 000000",
+            "body": "デモ認証機構",
+            "scope": "クラウドサービスの提供",
+            "issued": "2024-04-01",
+            "expires": "2027-03-31",
+        },
+    ],
+}
+
+ENGAGEMENTS = [
+    # (key, title, department, kind, conf, integ, avail, personal, specific, sensitive, segment,
+    #  company, state, fraction answered)
+    (
+        "juki",
+        "住民基本台帳システム保守業務委託",
+        "市民課",
+        "outsourcing",
+        3,
+        2,
+        2,
+        True,
+        True,
+        False,
+        "mynumber",
+        "みなと情報システム株式会社",
+        "submitted",
+        1.0,
+    ),
+    (
+        "shinsei",
+        "電子申請サービスの利用",
+        "情報政策課",
+        "external_service",
+        2,
+        2,
+        1,
+        True,
+        False,
+        False,
+        "internet",
+        "株式会社さくらクラウドサービス",
+        "draft",
+        0.4,
+    ),
+    (
+        "douga",
+        "職員向け研修動画配信サービスの利用",
+        "総務課",
+        "external_service",
+        1,
+        1,
+        1,
+        False,
+        False,
+        False,
+        "internet",
+        "株式会社さくらクラウドサービス",
+        "returned",
+        1.0,
+    ),
+    (
+        "nyuryoku",
+        "アンケート集計データ入力業務委託",
+        "健康福祉課",
+        "outsourcing",
+        2,
+        1,
+        1,
+        True,
+        False,
+        True,
+        None,
+        "有限会社データ入力センター",
+        "draft",
+        0.0,
+    ),
+]
+
+
+def sample_answer(question: Question) -> Any:
+    """A plausible answer for demo data, valid for the question's type."""
+    kind = question.type
+    if kind in ("yes_no", "single"):
+        values = [c.value for c in question.choices]
+        return "yes" if "yes" in values else values[0]
+    if kind == "multiple":
+        return [question.choices[0].value]
+    if kind == "number":
+        low = question.min if question.min is not None else 0
+        high = question.max if question.max is not None else 100
+        return int(min(max(24, low), high))
+    if kind == "date":
+        return "2027-03-31"
+    if kind == "country":
+        return "JP"
+    if kind == "url":
+        return "https://www.example.com/terms"
+    if kind == "table":
+        return TABLE_ROWS[question.table]
+    if kind in ("text", "long_text"):
+        return "デモ回答: 当社の規程に基づき対応しています。"
+    return None
+
+
+def _answer_all(session: Session, assessment: Assessment, contact: User, fraction: float) -> None:
+    questionnaire = loader.get(assessment.questionnaire_key, assessment.questionnaire_version)
+    answered: dict[str, Any] = {}
+    questions = visible_questions(questionnaire, assessment.engagement.facts, answered)
+    # Answer in order so that follow-up questions appear as their conditions are met.
+    index = 0
+    while index < len(questions):
+        question = questions[index]
+        value = sample_answer(question)
+        if value is not None and len(answered) < fraction * len(questions):
+            value = validate(question, value)
+            answered[question.key] = value
+            store.save(session, assessment, question.key, value, contact)
+            questions = visible_questions(questionnaire, assessment.engagement.facts, answered)
+        index += 1
+
+
+def seed(
+    session: Session, org: Organisation, staff: User, companies: dict[str, VendorCompany]
+) -> None:
+    questionnaire = loader.latest("assessment")
+    departments = {d.name: d for d in org.departments}
+    for (
+        _key,
+        title,
+        department,
+        kind,
+        conf,
+        integ,
+        avail,
+        personal,
+        specific,
+        sensitive,
+        segment,
+        company_name,
+        state,
+        fraction,
+    ) in ENGAGEMENTS:
+        if session.scalar(
+            sa.select(Engagement.id).where(
+                Engagement.organisation_id == org.id, Engagement.title == title
+            )
+        ):
+            continue
+        engagement = Engagement(
+            organisation_id=org.id,
+            department_id=departments[department].id,
+            created_by_id=staff.id,
+            kind=kind,
+            title=title,
+            purpose=f"{title}に係る{org.self_designation}の業務。",
+            period_start=date(2026, 4, 1),
+            period_end=date(2027, 3, 31),
+            contract_amount=None,
+            information="住民の氏名・住所等" if personal else "公開予定の研修資料",
+            confidentiality=conf,
+            integrity=integ,
+            availability=avail,
+            personal_data=personal,
+            specific_personal_data=specific,
+            sensitive_personal_data=sensitive,
+            network_segment=segment,
+        )
+        session.add(engagement)
+        session.flush()
+        company = companies[company_name]
+        assessment = Assessment(
+            organisation_id=org.id,
+            engagement_id=engagement.id,
+            vendor_company_id=company.id,
+            questionnaire_key=questionnaire.key,
+            questionnaire_version=questionnaire.version,
+            created_by_id=staff.id,
+        )
+        session.add(assessment)
+        session.flush()
+        contact = session.scalar(
+            sa.select(User).where(User.vendor_company_id == company.id).order_by(User.id)
+        )
+        if fraction:
+            _answer_all(session, assessment, contact, fraction)
+        if state in ("submitted", "returned"):
+            service.submit(session, assessment, contact)
+        if state == "returned":
+            first = next(iter(store.answers(session, assessment)))
+            service.return_answers(
+                session,
+                assessment,
+                staff,
+                {first: "根拠となる資料の名称と版数を追記してください。"},
+                {first},
+            )

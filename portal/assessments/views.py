@@ -1,0 +1,313 @@
+"""/assessments: vendors answer (per section, with or without JavaScript) and submit;
+staff read what was answered."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from portal.assessments import answers as answer_rules
+from portal.assessments import service, store
+from portal.assessments.models import Assessment
+from portal.audit import service as audit
+from portal.db import get_session
+from portal.evidence.models import EvidenceFile
+from portal.mail import service as mail
+from portal.permissions import (
+    Permission,
+    can_answer,
+    can_edit_engagement,
+    can_view_engagement,
+    require,
+)
+from portal.questionnaires import loader
+from portal.questionnaires.conditions import visible_sections
+from portal.questionnaires.countries import COUNTRIES
+from portal.users.models import User
+
+bp = Blueprint("assessments", __name__, url_prefix="/assessments", template_folder="templates")
+
+
+def _for_vendor(assessment_id: int) -> Assessment:
+    """Another company's assessment does not exist as far as a vendor can tell (404)."""
+    assessment = get_session().get(Assessment, assessment_id)
+    if assessment is None or not can_answer(current_user, assessment):
+        abort(404)
+    return assessment
+
+
+def _for_staff(assessment_id: int) -> Assessment:
+    assessment = get_session().get(Assessment, assessment_id)
+    if assessment is None or not can_view_engagement(current_user, assessment.engagement):
+        abort(404)
+    return assessment
+
+
+class Sheet:
+    """An assessment as a page needs it: questionnaire, visible sections, values, progress."""
+
+    def __init__(self, assessment: Assessment, pending: dict | None = None):
+        db = get_session()
+        self.assessment = assessment
+        self.questionnaire = loader.get(
+            assessment.questionnaire_key, assessment.questionnaire_version
+        )
+        self.rows = store.answers(db, assessment)
+        self.values = {k: v for k, v in store.values(db, assessment).items() if v is not None}
+        self.files = evidence_files(assessment)
+        self.evidence = {
+            key: sum(1 for f in files if f.scan_status in ("clean", "pending"))
+            for key, files in self.files.items()
+        }
+        shown = {**self.values, **(pending or {})}
+        self.sections = visible_sections(self.questionnaire, assessment.engagement.facts, shown)
+        self.questions = [q for _s, qs in self.sections for q in qs]
+        self.progress = answer_rules.progress(self.questions, self.values, self.evidence)
+
+    def section(self, key: str):
+        for section, questions in self.sections:
+            if section.key == key:
+                return section, questions
+        abort(404)
+
+    def section_progress(self, questions):
+        return answer_rules.progress(questions, self.values, self.evidence)
+
+
+def evidence_files(assessment: Assessment) -> dict[str, list[EvidenceFile]]:
+    """The assessment's current (not deleted) evidence files by question."""
+    files: dict[str, list[EvidenceFile]] = {}
+    for evidence in get_session().scalars(
+        sa.select(EvidenceFile)
+        .where(EvidenceFile.assessment_id == assessment.id, EvidenceFile.deleted_at.is_(None))
+        .order_by(EvidenceFile.id)
+    ):
+        files.setdefault(evidence.question_key, []).append(evidence)
+    return files
+
+
+def _prefill(sheet: Sheet) -> dict:
+    company = sheet.assessment.vendor_company
+    return {
+        q.key: getattr(company, q.prefill.split(".", 1)[1], None)
+        for q in sheet.questions
+        if q.prefill and q.key not in sheet.values
+    }
+
+
+@bp.route("/<int:assessment_id>")
+@require(Permission.ASSESSMENTS_ANSWER)
+def answer(assessment_id: int):
+    sheet = Sheet(_for_vendor(assessment_id))
+    if not sheet.sections:
+        abort(404)
+    return redirect(
+        url_for(
+            "assessments.section", assessment_id=assessment_id, section_key=sheet.sections[0][0].key
+        )
+    )
+
+
+@bp.route("/<int:assessment_id>/sections/<section_key>", methods=["GET", "POST"])
+@require(Permission.ASSESSMENTS_ANSWER)
+def section(assessment_id: int, section_key: str):
+    assessment = _for_vendor(assessment_id)
+    sheet = Sheet(assessment)
+    current, questions = sheet.section(section_key)
+    errors: dict[str, str] = {}
+    submitted: dict = {}
+    if request.method == "POST":
+        if not assessment.editable_by_vendor:
+            flash("提出済みのため変更できません。", "error")
+            return redirect(request.path)
+        db = get_session()
+        editable = editable_keys(db, assessment)
+        changed = 0
+        for question in questions:
+            if question.type == "evidence" or (
+                editable is not None and question.key not in editable
+            ):
+                continue
+            raw = answer_rules.from_form(question, request.form)
+            submitted[question.key] = raw
+            try:
+                value = answer_rules.validate(question, raw)
+            except answer_rules.AnswerInvalid as exc:
+                errors[question.key] = str(exc)
+                continue
+            changed += store.save(db, assessment, question.key, value, current_user)
+        if changed:
+            audit.record(
+                db,
+                "assessment.saved",
+                actor=current_user,
+                obj=assessment,
+                organisation_id=assessment.organisation_id,
+                details={"section": section_key, "answers": changed},
+            )
+        db.commit()
+        add_row = request.form.get("add_row")
+        if not errors:
+            flash("保存しました。" if changed else "変更はありませんでした。", "success")
+            target = url_for(
+                "assessments.section", assessment_id=assessment.id, section_key=section_key
+            )
+            return redirect(f"{target}?add={add_row}#q-{add_row}" if add_row else target)
+        flash(
+            "入力内容に誤りがある項目は保存していません。各項目のメッセージを確認してください。",
+            "error",
+        )
+        sheet = Sheet(assessment)
+        current, questions = sheet.section(section_key)
+    return render_template(
+        "assessments/section.html",
+        sheet=sheet,
+        current=current,
+        questions=questions,
+        errors=errors,
+        submitted=submitted,
+        prefill=_prefill(sheet),
+        add_row=request.args.get("add"),
+        countries=COUNTRIES,
+        editable=editable_keys(get_session(), assessment)
+        if assessment.editable_by_vendor
+        else set(),
+        readonly=not assessment.editable_by_vendor,
+    )
+
+
+def editable_keys(db, assessment: Assessment) -> set[str] | None:
+    """None: every question may change (draft). A set: only the returned answers may."""
+    if assessment.status == "draft":
+        return None
+    if assessment.status == "returned":
+        return {key for key, a in store.answers(db, assessment).items() if a.returned}
+    return set()
+
+
+@bp.route("/<int:assessment_id>/autosave", methods=["POST"])
+@require(Permission.ASSESSMENTS_ANSWER)
+def autosave(assessment_id: int):
+    """One question's fields, posted by the page's script as the vendor types (JSON reply)."""
+    assessment = _for_vendor(assessment_id)
+    if not assessment.editable_by_vendor:
+        return jsonify({"status": "error", "message": "提出済みのため変更できません。"}), 409
+    key = request.form.get("question", "")
+    sheet = Sheet(assessment)
+    question = next((q for q in sheet.questions if q.key == key), None)
+    db = get_session()
+    editable = editable_keys(db, assessment)
+    if (
+        question is None
+        or question.type == "evidence"
+        or (editable is not None and key not in editable)
+    ):
+        return jsonify({"status": "error", "message": "この設問には回答できません。"}), 400
+    try:
+        value = answer_rules.validate(question, answer_rules.from_form(question, request.form))
+    except answer_rules.AnswerInvalid as exc:
+        return jsonify({"status": "invalid", "message": str(exc)}), 422
+    if store.save(db, assessment, key, value, current_user):
+        audit.record(
+            db,
+            "assessment.saved",
+            actor=current_user,
+            obj=assessment,
+            organisation_id=assessment.organisation_id,
+            details={"question": key, "autosave": True},
+        )
+    db.commit()
+    return jsonify({"status": "saved", "message": "自動保存しました。"})
+
+
+@bp.route("/<int:assessment_id>/submit", methods=["GET", "POST"])
+@require(Permission.ASSESSMENTS_ANSWER)
+def submit(assessment_id: int):
+    assessment = _for_vendor(assessment_id)
+    sheet = Sheet(assessment)
+    if request.method == "POST":
+        if not sheet.progress.complete:
+            flash("未回答の必須項目があるため提出できません。", "error")
+        else:
+            db = get_session()
+            try:
+                service.submit(db, assessment, current_user)
+            except service.AssessmentError as exc:
+                db.rollback()
+                flash(str(exc), "error")
+            else:
+                db.commit()
+                flash("回答を提出しました。ご協力ありがとうございました。", "success")
+                return redirect(url_for("assessments.submit", assessment_id=assessment.id))
+    return render_template("assessments/submit.html", sheet=sheet)
+
+
+@bp.route("/<int:assessment_id>/view")
+@require(Permission.ENGAGEMENTS_VIEW)
+def staff_view(assessment_id: int):
+    assessment = _for_staff(assessment_id)
+    sheet = Sheet(assessment)
+    db = get_session()
+    return render_template(
+        "assessments/staff_view.html",
+        sheet=sheet,
+        countries=COUNTRIES,
+        history={key: store.history(db, assessment, key) for key in sheet.rows},
+        can_return=assessment.status == "submitted"
+        and can_edit_engagement(current_user, assessment.engagement),
+        decode=store.decode,
+    )
+
+
+@bp.route("/<int:assessment_id>/return", methods=["POST"])
+@require(Permission.ENGAGEMENTS_MANAGE)
+def return_answers(assessment_id: int):
+    assessment = _for_staff(assessment_id)
+    sheet = Sheet(assessment)
+    keys = set(request.form.getlist("return"))
+    comments = {key: request.form.get(f"comment:{key}", "") for key in keys}
+    db = get_session()
+    try:
+        service.return_answers(
+            db, assessment, current_user, comments, {q.key for q in sheet.questions}
+        )
+    except service.AssessmentError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+    else:
+        db.commit()
+        notify_returned(assessment, len(comments))
+        flash(f"{len(comments)}件の回答を差し戻しました。", "success")
+    return redirect(url_for("assessments.staff_view", assessment_id=assessment.id))
+
+
+def notify_returned(assessment: Assessment, count: int) -> None:
+    contacts = get_session().scalars(
+        sa.select(User).where(
+            User.vendor_company_id == assessment.vendor_company_id, User.active.is_(True)
+        )
+    )
+    link = current_app.config["BASE_URL"] + url_for(
+        "assessments.answer", assessment_id=assessment.id
+    )
+    for contact in contacts:
+        mail.send_after_commit(
+            contact.email,
+            "【回答の差戻し】委託先・外部サービス 情報セキュリティ評価票",
+            "assessment_returned",
+            user=contact,
+            assessment=assessment,
+            count=count,
+            link=link,
+        )

@@ -1,0 +1,159 @@
+"""Create and change engagements; list what a user may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.audit import service as audit
+from portal.engagements.models import Engagement, track_for
+from portal.errors import ConflictError
+from portal.permissions import ORGANISATION_WIDE_READERS, Role, can_edit_engagement
+from portal.users.models import User
+
+FIELDS = (
+    "kind",
+    "title",
+    "purpose",
+    "department_id",
+    "period_start",
+    "period_end",
+    "contract_amount",
+    "information",
+    "confidentiality",
+    "integrity",
+    "availability",
+    "personal_data",
+    "specific_personal_data",
+    "sensitive_personal_data",
+    "network_segment",
+)
+
+
+class EngagementError(Exception):
+    """A refused change, with a message in Japanese."""
+
+
+@dataclass(frozen=True)
+class EngagementInput:
+    kind: str
+    title: str
+    purpose: str
+    department_id: int
+    period_start: date | None
+    period_end: date | None
+    contract_amount: int | None
+    information: str
+    confidentiality: int
+    integrity: int
+    availability: int
+    personal_data: bool
+    specific_personal_data: bool
+    sensitive_personal_data: bool
+    network_segment: str | None
+
+
+def track_reason(kind: str, confidentiality: int) -> str:
+    """Why the engagement is on its track, as the page explains it."""
+    track = track_for(kind, confidentiality)
+    if track == "9.1":
+        return "業務委託のため、対策基準9.1（業務委託）に基づく契約項目①〜⑬を確認します。"
+    if track == "9.2":
+        return (
+            f"外部サービスで機密性{confidentiality}の情報を取り扱うため、対策基準9.2"
+            "（外部サービスの利用・機密性2以上）の選定基準を確認します。"
+        )
+    return (
+        "外部サービスで機密性2以上の情報を取り扱わないため、対策基準9.3"
+        "（約款による外部サービスの利用）の確認を行います。"
+    )
+
+
+def _check(actor: User, data: EngagementInput) -> None:
+    if data.department_id not in {d.id for d in actor.departments if d.active}:
+        raise EngagementError("所属している課等の案件だけを登録できます。")
+    if data.period_start and data.period_end and data.period_end < data.period_start:
+        raise EngagementError("期間の終了日は開始日以降にしてください。")
+    if data.specific_personal_data and data.confidentiality < 3:
+        raise EngagementError("特定個人情報を取り扱う場合、機密性は3としてください。")
+
+
+def create(session: Session, actor: User, data: EngagementInput) -> Engagement:
+    if Role.STAFF not in actor.role_set or actor.organisation_id is None:
+        raise EngagementError("案件を登録する権限がありません。")
+    _check(actor, data)
+    engagement = Engagement(
+        organisation_id=actor.organisation_id,
+        created_by_id=actor.id,
+        **{name: getattr(data, name) for name in FIELDS},
+    )
+    session.add(engagement)
+    session.flush()
+    audit.record(
+        session,
+        "engagement.created",
+        actor=actor,
+        obj=engagement,
+        details={"title": engagement.title, "track": engagement.track},
+    )
+    return engagement
+
+
+def update(
+    session: Session,
+    actor: User,
+    engagement: Engagement,
+    data: EngagementInput,
+    expected_version: int,
+) -> None:
+    if not can_edit_engagement(actor, engagement):
+        raise EngagementError("この案件を変更する権限がありません。")
+    if expected_version != engagement.version:
+        raise ConflictError
+    _check(actor, data)
+    changes = {
+        name: [_plain(getattr(engagement, name)), _plain(getattr(data, name))]
+        for name in FIELDS
+        if getattr(engagement, name) != getattr(data, name)
+    }
+    if not changes:
+        return
+    old_track = engagement.track
+    for name in changes:
+        setattr(engagement, name, getattr(data, name))
+    if engagement.track != old_track:
+        changes["track"] = [old_track, engagement.track]
+    audit.record(session, "engagement.updated", actor=actor, obj=engagement, details=changes)
+    session.flush()
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def visible_to(
+    session: Session,
+    actor: User,
+    *,
+    department_id: int | None = None,
+    track: str | None = None,
+    text: str | None = None,
+) -> list[Engagement]:
+    """Engagements the actor may see: the whole organisation for organisation-wide readers,
+    their own departments' for staff."""
+    query = sa.select(Engagement).where(Engagement.organisation_id == actor.organisation_id)
+    if not actor.role_set & ORGANISATION_WIDE_READERS:
+        query = query.where(Engagement.department_id.in_([d.id for d in actor.departments]))
+    if department_id:
+        query = query.where(Engagement.department_id == department_id)
+    if text:
+        query = query.where(Engagement.title.contains(text, autoescape=True))
+    engagements = list(
+        session.scalars(query.order_by(Engagement.created_at.desc(), Engagement.id.desc()))
+    )
+    if track:
+        engagements = [e for e in engagements if e.track == track]
+    return engagements

@@ -1,0 +1,62 @@
+// Autosave for the answer form: each question is saved on its own shortly after it changes.
+// The page works without this script (the 保存する button posts the whole section).
+(function () {
+  "use strict";
+  var form = document.getElementById("answers");
+  if (!form || !form.dataset.autosaveUrl || !window.fetch) { return; }
+  var timers = {};
+  var token = form.querySelector("input[name=csrf_token]").value;
+
+  function questionOf(element) {
+    var box = element.closest("[data-question]");
+    return box ? box.dataset.question : null;
+  }
+
+  function fieldsOf(key) {
+    var prefix = "a:" + key;
+    return Array.prototype.filter.call(form.elements, function (el) {
+      return el.name && (el.name === prefix || el.name.indexOf(prefix + ":") === 0);
+    });
+  }
+
+  function status(key, text, isError) {
+    var node = form.querySelector('[data-status-for="' + CSS.escape(key) + '"]');
+    if (!node) { return; }
+    node.textContent = text;
+    node.classList.toggle("autosave-status--error", Boolean(isError));
+  }
+
+  function save(key) {
+    var body = new URLSearchParams();
+    body.append("csrf_token", token);
+    body.append("question", key);
+    fieldsOf(key).forEach(function (el) {
+      if ((el.type === "checkbox" || el.type === "radio") && !el.checked) { return; }
+      if (el.type === "file" || el.disabled) { return; }
+      body.append(el.name, el.value);
+    });
+    status(key, "保存しています…", false);
+    fetch(form.dataset.autosaveUrl, {
+      method: "POST",
+      body: body,
+      credentials: "same-origin",
+      headers: { "X-Requested-With": "fetch" }
+    }).then(function (response) {
+      return response.json().then(function (data) { return { ok: response.ok, data: data }; });
+    }).then(function (result) {
+      status(key, result.data.message, !result.ok);
+    }).catch(function () {
+      status(key, "自動保存できませんでした。「保存する」ボタンで保存してください。", true);
+    });
+  }
+
+  function schedule(event) {
+    var key = questionOf(event.target);
+    if (!key || event.target.type === "file") { return; }
+    clearTimeout(timers[key]);
+    timers[key] = setTimeout(function () { save(key); }, event.type === "input" ? 800 : 0);
+  }
+
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+}());
