@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
+from portal.assessments import demo as assessments_demo
 from portal.audit import service as audit
 from portal.auth import passwords, tokens, totp
 from portal.db import get_session, utcnow, writing
@@ -251,6 +252,9 @@ def seed_demo(password: str | None, as_json: bool) -> None:
             if session.scalar(sa.select(User.id).where(User.email == spec.email)) is None:
                 _create_account(session, spec, home, companies, generated)
                 created.add(spec.email)
+        session.flush()
+        session.expire_all()
+        assessments_demo.seed(session, org, companies)
     session = get_session()
 
     def known_password(user: User) -> str | None:

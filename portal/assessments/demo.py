@@ -16,8 +16,8 @@ from portal.engagements.models import Engagement
 from portal.orgs.models import Organisation
 from portal.questionnaires import loader
 from portal.questionnaires.conditions import visible_questions
-from portal.questionnaires.schema import Question
-from portal.users.models import User
+from portal.questionnaires.schema import PREFILL_SOURCES, Question
+from portal.users.models import User, UserRole, user_department
 from portal.vendors.models import VendorCompany
 
 TABLE_ROWS = {
@@ -47,10 +47,10 @@ TABLE_ROWS = {
 }
 
 ENGAGEMENTS = [
-    # (key, title, department, kind, conf, integ, avail, personal, specific, sensitive, segment,
-    #  company, state, fraction answered)
+    # (title, department, kind, confidentiality, integrity, availability, personal data,
+    #  specific personal data, sensitive personal data, network segment, company, state,
+    #  share of the visible questions answered)
     (
-        "juki",
         "住民基本台帳システム保守業務委託",
         "市民課",
         "outsourcing",
@@ -66,7 +66,6 @@ ENGAGEMENTS = [
         1.0,
     ),
     (
-        "shinsei",
         "電子申請サービスの利用",
         "情報政策課",
         "external_service",
@@ -82,9 +81,8 @@ ENGAGEMENTS = [
         0.4,
     ),
     (
-        "douga",
         "職員向け研修動画配信サービスの利用",
-        "総務課",
+        "情報政策課",
         "external_service",
         1,
         1,
@@ -98,9 +96,8 @@ ENGAGEMENTS = [
         1.0,
     ),
     (
-        "nyuryoku",
         "アンケート集計データ入力業務委託",
-        "健康福祉課",
+        "市民課",
         "outsourcing",
         2,
         1,
@@ -116,8 +113,10 @@ ENGAGEMENTS = [
 ]
 
 
-def sample_answer(question: Question) -> Any:
+def sample_answer(question: Question, company: VendorCompany | None = None) -> Any:
     """A plausible answer for demo data, valid for the question's type."""
+    if question.prefill and company is not None:
+        return getattr(company, PREFILL_SOURCES[question.prefill])
     kind = question.type
     if kind in ("yes_no", "single"):
         values = [c.value for c in question.choices]
@@ -137,7 +136,7 @@ def sample_answer(question: Question) -> Any:
     if kind == "table":
         return TABLE_ROWS[question.table]
     if kind in ("text", "long_text"):
-        return "デモ回答: 当社の規程に基づき対応しています。"
+        return "デモ回答: 当社の規程に基づき対応しています。"[: question.max_length or 200]
     return None
 
 
@@ -149,7 +148,7 @@ def _answer_all(session: Session, assessment: Assessment, contact: User, fractio
     index = 0
     while index < len(questions):
         question = questions[index]
-        value = sample_answer(question)
+        value = sample_answer(question, assessment.vendor_company)
         if value is not None and len(answered) < fraction * len(questions):
             value = validate(question, value)
             answered[question.key] = value
@@ -158,13 +157,28 @@ def _answer_all(session: Session, assessment: Assessment, contact: User, fractio
         index += 1
 
 
-def seed(
-    session: Session, org: Organisation, staff: User, companies: dict[str, VendorCompany]
-) -> None:
+def _staff_of(session: Session, org: Organisation, department_id: int) -> User:
+    """An active staff member of the department (who may edit its engagements)."""
+    return session.scalar(
+        sa.select(User)
+        .join(user_department, user_department.c.user_id == User.id)
+        .join(UserRole, UserRole.user_id == User.id)
+        .where(
+            User.organisation_id == org.id,
+            User.active.is_(True),
+            User.password_hash.is_not(None),
+            user_department.c.department_id == department_id,
+            UserRole.role == "staff",
+        )
+        .order_by(User.id)
+    )
+
+
+def seed(session: Session, org: Organisation, companies: dict[str, VendorCompany]) -> None:
+    """Idempotent: an engagement with the same title is not created twice."""
     questionnaire = loader.latest("assessment")
     departments = {d.name: d for d in org.departments}
     for (
-        _key,
         title,
         department,
         kind,
@@ -185,6 +199,7 @@ def seed(
             )
         ):
             continue
+        staff = _staff_of(session, org, departments[department].id)
         engagement = Engagement(
             organisation_id=org.id,
             department_id=departments[department].id,

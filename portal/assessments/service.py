@@ -11,12 +11,15 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.assessments import answers, store
 from portal.assessments.models import Answer, Assessment
 from portal.audit import service as audit
 from portal.auth.service import normalise_email
 from portal.db import utcnow
 from portal.engagements.models import Engagement
 from portal.permissions import Role, can_edit_engagement
+from portal.questionnaires import loader
+from portal.questionnaires.conditions import visible_questions
 from portal.questionnaires.schema import Questionnaire
 from portal.users import service as users
 from portal.users.models import User
@@ -206,6 +209,54 @@ def return_answers(
         answer.returned = True
         answer.return_comment = comment
     move(session, assessment, "return", actor, details={"questions": sorted(chosen)})
+
+
+def copy_answers(
+    session: Session, target: Assessment, source: Assessment, actor: User
+) -> tuple[int, int]:
+    """Copy answers of an earlier assessment of the same company into the empty answers of
+    this one: only questions that exist and apply here (follow-up questions as their triggers
+    arrive), each value re-validated against this questionnaire, nothing already answered
+    overwritten. Returns (copied, skipped as no longer valid)."""
+    if source.vendor_company_id != target.vendor_company_id or source.id == target.id:
+        raise AssessmentError("同じ事業者の以前の評価票からだけ写すことができます。")
+    if target.status != "draft":
+        raise AssessmentError("回答中の評価票にだけ写すことができます。")
+    questionnaire = loader.get(target.questionnaire_key, target.questionnaire_version)
+    earlier = store.values(session, source)
+    current = {k: v for k, v in store.values(session, target).items() if v is not None}
+    copied, skipped, tried = 0, 0, set()
+    while True:
+        pending = [
+            q
+            for q in visible_questions(questionnaire, target.engagement.facts, current)
+            if q.type != "evidence"
+            and q.key in earlier
+            and q.key not in current
+            and q.key not in tried
+        ]
+        if not pending:
+            break
+        for question in pending:
+            tried.add(question.key)
+            try:
+                value = answers.validate(question, earlier[question.key])
+            except answers.AnswerInvalid:
+                skipped += 1
+                continue
+            if value is not None:
+                store.save(session, target, question.key, value, actor)
+                current[question.key] = value
+                copied += 1
+    audit.record(
+        session,
+        "assessment.copied",
+        actor=actor,
+        obj=target,
+        organisation_id=target.organisation_id,
+        details={"from_assessment": source.id, "copied": copied, "skipped": skipped},
+    )
+    return copied, skipped
 
 
 def for_vendor_user(session: Session, user: User) -> list[Assessment]:

@@ -184,7 +184,19 @@ def section(assessment_id: int, section_key: str):
         if assessment.editable_by_vendor
         else set(),
         readonly=not assessment.editable_by_vendor,
+        earlier=copy_sources(assessment),
     )
+
+
+def copy_sources(assessment: Assessment) -> list[Assessment]:
+    """Earlier (handed-in) assessments of the company this vendor user may see, to copy from."""
+    if assessment.status != "draft":
+        return []
+    return [
+        a
+        for a in service.for_vendor_user(get_session(), current_user)
+        if a.id != assessment.id and a.status != "draft"
+    ]
 
 
 def editable_keys(db, assessment: Assessment) -> set[str] | None:
@@ -251,6 +263,33 @@ def submit(assessment_id: int):
                 flash("回答を提出しました。ご協力ありがとうございました。", "success")
                 return redirect(url_for("assessments.submit", assessment_id=assessment.id))
     return render_template("assessments/submit.html", sheet=sheet)
+
+
+@bp.route("/<int:assessment_id>/copy", methods=["POST"])
+@require(Permission.ASSESSMENTS_ANSWER)
+def copy(assessment_id: int):
+    """Fill empty answers from an earlier assessment of the same company."""
+    assessment = _for_vendor(assessment_id)
+    try:
+        source_id = int(request.form.get("source", ""))
+    except ValueError:
+        abort(400)
+    source = get_session().get(Assessment, source_id)
+    if source is None or not can_answer(current_user, source):
+        abort(404)
+    db = get_session()
+    try:
+        copied, skipped = service.copy_answers(db, assessment, source, current_user)
+    except service.AssessmentError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+    else:
+        db.commit()
+        message = f"以前の回答から{copied}件を写しました。"
+        if skipped:
+            message += f"（現在の設問に合わない{skipped}件は写していません）"
+        flash(message + "内容を確認し、必要に応じて修正してください。", "success")
+    return redirect(url_for("assessments.answer", assessment_id=assessment.id))
 
 
 @bp.route("/<int:assessment_id>/view")
