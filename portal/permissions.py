@@ -112,6 +112,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.DASHBOARD,
             Permission.VENDORS_VIEW,
             Permission.AUDIT_READ,
+            Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
         }
     ),

@@ -202,6 +202,25 @@ def test_the_office_size_cap_counts_uncompressed_bytes(tmp_path, monkeypatch):
         identify(tmp_path, "big.docx", content)
 
 
+def test_an_image_with_too_many_pixels_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(filetypes, "MAX_IMAGE_PIXELS", 12 * 8 - 1)
+    with pytest.raises(filetypes.EvidenceError, match=filetypes.IMAGE_TOO_LARGE):
+        identify(tmp_path, "scan.png", image_bytes("PNG"))
+
+
+def test_the_declared_entry_count_is_checked_before_the_zip_is_opened(tmp_path, monkeypatch):
+    content = office_bytes(extra={f"word/media/{i}.txt": b"x" for i in range(20)})
+    monkeypatch.setattr(filetypes, "MAX_ZIP_ENTRIES", 10)
+    monkeypatch.setattr(
+        filetypes.zipfile, "ZipFile", lambda *a, **k: pytest.fail("opened before the check")
+    )
+    with pytest.raises(filetypes.EvidenceError, match=filetypes.OFFICE_TOO_LARGE):
+        identify(tmp_path, "many.docx", content)
+    without_directory = content[: content.rfind(b"PK\x05\x06")]
+    with pytest.raises(filetypes.EvidenceError, match=filetypes.OFFICE_BROKEN):
+        identify(tmp_path, "cut.docx", without_directory)
+
+
 def test_a_png_named_pdf_is_the_png_it_is(tmp_path):
     assert identify(tmp_path, "certificate.pdf", image_bytes("PNG")).kind == "png"
     assert identify(tmp_path, "scan.png", pdf_bytes()).kind == "pdf"

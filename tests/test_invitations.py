@@ -347,7 +347,8 @@ def _flip(char: str) -> str:
     "tamper",
     [
         lambda t: _flip(t[0]) + t[1:],  # the payload
-        lambda t: t[:-1] + _flip(t[-1]),  # the signature
+        # the signature (not its last character: its low bits are base64 padding, ignored)
+        lambda t: t[:-5] + _flip(t[-5]) + t[-4:],
         lambda t: t[: len(t) // 2],  # truncated
         lambda t: t.split(".")[0],  # the payload alone
         lambda t: t + "A",  # extended

@@ -341,6 +341,8 @@ def notify_returned(assessment: Assessment, count: int) -> None:
         "assessments.answer", assessment_id=assessment.id
     )
     for contact in contacts:
+        if not can_answer(contact, assessment):
+            continue  # a user of the company invited by another body must not learn of it
         mail.send_after_commit(
             contact.email,
             "【回答の差戻し】委託先・外部サービス 情報セキュリティ評価票",
@@ -350,3 +352,6 @@ def notify_returned(assessment: Assessment, count: int) -> None:
             count=count,
             link=link,
         )
+
+
+from portal.assessments import excel_views  # noqa: E402,F401 - registers the Excel routes

@@ -27,33 +27,37 @@ class FileKind:
     kind: str
     content_type: str
     extensions: tuple[str, ...]  # the first is the one a download gets when its name has none
+    label: str = ""
 
 
 KINDS = {
     kind.kind: kind
     for kind in (
-        FileKind("pdf", "application/pdf", (".pdf",)),
-        FileKind("png", "image/png", (".png",)),
-        FileKind("jpeg", "image/jpeg", (".jpg", ".jpeg")),
-        FileKind("gif", "image/gif", (".gif",)),
-        FileKind("webp", "image/webp", (".webp",)),
+        FileKind("pdf", "application/pdf", (".pdf",), "PDF"),
+        FileKind("png", "image/png", (".png",), "画像（PNG）"),
+        FileKind("jpeg", "image/jpeg", (".jpg", ".jpeg"), "画像（JPEG）"),
+        FileKind("gif", "image/gif", (".gif",), "画像（GIF）"),
+        FileKind("webp", "image/webp", (".webp",), "画像（WebP）"),
         FileKind(
             "xlsx",
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             (".xlsx",),
+            "Excel文書（xlsx）",
         ),
         FileKind(
             "docx",
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             (".docx",),
+            "Word文書（docx）",
         ),
         FileKind(
             "pptx",
             "application/vnd.openxmlformats-officedocument.presentationml.presentation",
             (".pptx",),
+            "PowerPoint文書（pptx）",
         ),
-        FileKind("text", "text/plain; charset=utf-8", (".txt", ".csv", ".log", ".md")),
-        FileKind("csv", "text/csv; charset=utf-8", (".csv", ".txt")),
+        FileKind("text", "text/plain; charset=utf-8", (".txt", ".csv", ".log", ".md"), "テキスト"),
+        FileKind("csv", "text/csv; charset=utf-8", (".csv", ".txt"), "CSV"),
     )
 }
 BY_CONTENT_TYPE = {kind.content_type: kind for kind in KINDS.values()}
@@ -161,6 +165,7 @@ def _image(path: Path, pillow_format: str, kind: str) -> FileKind:
 
 
 def _office(path: Path) -> FileKind:
+    _check_declared_entries(path)
     try:
         with zipfile.ZipFile(path) as archive:
             kind = _office_kind(archive)
@@ -170,6 +175,20 @@ def _office(path: Path) -> FileKind:
     except Exception as exc:  # BadZipFile, unsupported compression, truncated data …
         raise EvidenceError(OFFICE_BROKEN) from exc
     return KINDS[kind]
+
+
+def _check_declared_entries(path: Path) -> None:
+    """Read the entry count from the end-of-central-directory record before ``zipfile`` builds
+    an object per entry: a small file can declare hundreds of thousands of entries."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - (22 + 65535)))  # the record, after at most a 64 KiB comment
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        raise EvidenceError(OFFICE_BROKEN)
+    if int.from_bytes(tail[at + 10 : at + 12], "little") > MAX_ZIP_ENTRIES:  # 0xFFFF: ZIP64
+        raise EvidenceError(OFFICE_TOO_LARGE)
 
 
 def _office_kind(archive: zipfile.ZipFile) -> str:

@@ -36,10 +36,14 @@ class NoScanner:
 
 
 class ClamdScanner:
+    """clamd's INSTREAM over a socket. The timeout stays under the web worker's (gunicorn: 30 s):
+    a slow scan ends as ``error`` (quarantined, retried by ``evidence rescan``), not a killed
+    request."""
+
     CHUNK = 64 * 1024
     MAX_REPLY = 4096
 
-    def __init__(self, address: str, timeout: float = 60.0):
+    def __init__(self, address: str, timeout: float = 20.0):
         self.address = address
         self.timeout = timeout
         self.family, self.target = parse_address(address)

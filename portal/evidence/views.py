@@ -19,7 +19,9 @@ from flask import (
 )
 from flask_login import current_user
 
+from portal.assessments import store as answers
 from portal.assessments.models import Assessment
+from portal.assessments.views import editable_keys
 from portal.auth.views import safe_next
 from portal.db import get_session
 from portal.errors import render_error
@@ -29,6 +31,8 @@ from portal.evidence.models import EvidenceFile
 from portal.evidence.names import content_disposition, download_name, normalise_name
 from portal.permissions import Permission, can_answer, can_read_evidence, require
 from portal.questionnaires import loader
+from portal.questionnaires.conditions import visible_sections
+from portal.web import CSP
 
 bp = Blueprint("evidence", __name__, template_folder="templates")
 bp.record_once(lambda state: setup.init_app(state.app))
@@ -57,6 +61,27 @@ def _evidence_question_or_404(assessment: Assessment, question_key: str):
     return question
 
 
+def _why_not_changeable(
+    assessment: Assessment, question_key: str, adding: bool = True
+) -> str | None:
+    """The Japanese reason the vendor may not add (or remove) files of this question now, if
+    any: files are added only to questions the current answers show, and once the assessment was
+    returned only to the questions sent back — the same rules as the answer pages. Files of a
+    question that became hidden may still be removed."""
+    db = get_session()
+    if adding:
+        questionnaire = loader.get(assessment.questionnaire_key, assessment.questionnaire_version)
+        shown = visible_sections(
+            questionnaire, assessment.engagement.facts, answers.values(db, assessment)
+        )
+        if question_key not in {q.key for _section, questions in shown for q in questions}:
+            return "この設問は現在の回答では対象外のため、ファイルを添付できません。"
+    editable = editable_keys(db, assessment)
+    if assessment.editable_by_vendor and editable is not None and question_key not in editable:
+        return "差し戻された設問のファイルだけを変更できます。"
+    return None
+
+
 def _readable_or_404(evidence_id: int) -> tuple[EvidenceFile, Assessment]:
     db = get_session()
     evidence = db.get(EvidenceFile, evidence_id)
@@ -76,6 +101,7 @@ def _may_delete(evidence: EvidenceFile, assessment: Assessment) -> bool:
         can_answer(current_user, assessment)
         and current_user.vendor_company_id == evidence.vendor_company_id
         and assessment.editable_by_vendor
+        and _why_not_changeable(assessment, evidence.question_key, adding=False) is None
     )
 
 
@@ -85,6 +111,9 @@ def upload(assessment_id: int, question_key: str):
     assessment = _answerable_or_404(assessment_id)
     question = _evidence_question_or_404(assessment, question_key)
     back = _back()
+    if reason := _why_not_changeable(assessment, question.key):
+        flash(reason, "error")
+        return redirect(back)
     uploads = [f for f in request.files.getlist("file") if f.filename]
     if not uploads:
         flash("添付するファイルを選んでください。", "error")
@@ -143,6 +172,7 @@ def detail(evidence_id: int):
     return render_template(
         "evidence/detail.html",
         evidence=evidence,
+        kind=service.kind_of(evidence),
         may_delete=_may_delete(evidence, assessment),
     )
 
@@ -173,7 +203,9 @@ def download(evidence_id: int):
     )
     name = download_name(evidence.original_name, service.kind_of(evidence))
     response.headers["Content-Disposition"] = content_disposition(name, evidence.id)
-    response.headers["Content-Security-Policy"] = "sandbox"
+    # sandbox: never a document of the portal's origin, even if a browser renders it; the
+    # portal's own policy (frame-ancestors 'none' …) holds for downloads too.
+    response.headers["Content-Security-Policy"] = f"sandbox; {CSP}"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -192,6 +224,11 @@ def delete(evidence_id: int):
         or current_user.vendor_company_id != evidence.vendor_company_id
     ):
         abort(404)
+    if evidence.deleted_at is None and (
+        reason := _why_not_changeable(assessment, evidence.question_key, adding=False)
+    ):
+        flash(reason, "error")
+        return redirect(_back())
     try:
         service.delete(db, evidence, current_user._get_current_object())
         db.commit()
