@@ -269,8 +269,7 @@ def can_read_evidence(actor: User, evidence, assessment) -> bool:
         return False
     if Role.VENDOR in actor.role_set:
         return (
-            can_answer(actor, assessment)
-            and actor.vendor_company_id == evidence.vendor_company_id
+            can_answer(actor, assessment) and actor.vendor_company_id == evidence.vendor_company_id
         )
     return (
         same_organisation(actor, evidence.organisation_id)

@@ -107,8 +107,11 @@ def _country(raw: Any) -> str:
 
 def _url(raw: Any, max_length: int) -> str:
     text = _clean_text(str(raw), max_length, multiline=False)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. "https://[" (an unclosed IPv6 address)
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise AnswerInvalid("http:// または https:// で始まるURLを入力してください。")
     return text
 

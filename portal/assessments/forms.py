@@ -11,10 +11,11 @@ class InviteForm(BaseForm):
     """Pick a registered company, or register one by 法人番号; name the contact to invite."""
 
     company_id = SelectField("事業者", validators=[Optional()], validate_choice=True)
+    # No Optional(): the checks below decide, depending on whether a company was picked.
     corporate_number = text_field(
-        "法人番号（新しい事業者の場合）", 20, Optional(), render_kw={"inputmode": "numeric"}
+        "法人番号（新しい事業者の場合）", 20, render_kw={"inputmode": "numeric"}
     )
-    company_name = text_field("商号又は名称（新しい事業者の場合）", 200, Optional())
+    company_name = text_field("商号又は名称（新しい事業者の場合）", 200)
     contact_name = text_field("担当者の氏名", 100, DataRequired())
     contact_email = text_field("担当者のメールアドレス", 254, DataRequired())
 
