@@ -6,9 +6,12 @@ import itertools
 
 import pyotp
 
+from portal.assessments.models import Assessment
 from portal.auth import passwords
+from portal.engagements.models import Engagement
 from portal.orgs.models import Department, Organisation
 from portal.permissions import STAFF_ROLES, Role
+from portal.questionnaires import loader
 from portal.users.models import User
 from portal.vendors.corporate_number import with_check_digit
 from portal.vendors.models import OrganisationVendor, VendorCompany
@@ -56,6 +59,54 @@ class Factory:
         if org is not None:
             self._save(OrganisationVendor(organisation_id=org.id, vendor_company_id=company.id))
         return company
+
+    def engagement(
+        self, org: Organisation, department: Department, staff: User, **fields
+    ) -> Engagement:
+        """A 案件 of ``department`` (業務委託, 機密性2 unless ``fields`` say otherwise)."""
+        values = {
+            "kind": "outsourcing",
+            "title": "窓口業務委託",
+            "purpose": "窓口業務の一部を委託する。",
+            "information": "業務マニュアル",
+            "confidentiality": 2,
+            "integrity": 1,
+            "availability": 1,
+            **fields,
+        }
+        return self._save(
+            Engagement(
+                organisation_id=org.id,
+                department_id=department.id,
+                created_by_id=staff.id,
+                **values,
+            )
+        )
+
+    def assessment(
+        self,
+        engagement: Engagement,
+        company: VendorCompany,
+        staff: User,
+        *,
+        questionnaire: tuple[str, str] | None = None,
+        status: str = "draft",
+    ) -> Assessment:
+        """The engagement's questionnaire addressed to ``company`` (the real bank by default)."""
+        if questionnaire is None:
+            bank = loader.latest("assessment")
+            questionnaire = (bank.key, bank.version)
+        return self._save(
+            Assessment(
+                organisation_id=engagement.organisation_id,
+                engagement_id=engagement.id,
+                vendor_company_id=company.id,
+                questionnaire_key=questionnaire[0],
+                questionnaire_version=questionnaire[1],
+                created_by_id=staff.id,
+                status=status,
+            )
+        )
 
     def user(
         self,

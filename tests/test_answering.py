@@ -20,6 +20,7 @@ from portal.questionnaires import loader
 from portal.users.models import User
 from portal.vendors.corporate_number import with_check_digit
 from portal.vendors.models import OrganisationVendor, VendorCompany
+from tests.factories import Factory
 from tests.helpers import Browser, flashes, form_fields, link_in, outbox, reload, soup, text_of
 
 BANK = loader.latest("assessment")
@@ -67,17 +68,7 @@ def make_engagement(
 
 
 def make_assessment(db, engagement, company, staff) -> Assessment:
-    assessment = Assessment(
-        organisation_id=engagement.organisation_id,
-        engagement_id=engagement.id,
-        vendor_company_id=company.id,
-        questionnaire_key=BANK.key,
-        questionnaire_version=BANK.version,
-        created_by_id=staff.id,
-    )
-    db.add(assessment)
-    db.commit()
-    return assessment
+    return Factory(db, None).assessment(engagement, company, staff)
 
 
 def logged_in_as(app, user, **kwargs) -> Browser:

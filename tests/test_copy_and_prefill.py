@@ -18,8 +18,8 @@ def _vendor_world(app, db, make, org):
     staff = make.user(org, roles={Role.STAFF}, departments=[department])
     company = make.company(org, name="再利用株式会社")
     vendor = make.user(company=company, invited_by=org)
-    earlier = _assessment(db, org, department, staff, company)
-    current = _assessment(db, org, department, staff, company)
+    earlier = _assessment(make, org, department, staff, company)
+    current = _assessment(make, org, department, staff, company)
     return company, vendor, earlier, current
 
 
@@ -98,7 +98,7 @@ def test_copying_from_another_companys_assessment_is_not_found(app, db, make, or
     other_company = make.company(org)
     department = make.department(org)
     staff = make.user(org, roles={Role.STAFF}, departments=[department])
-    foreign = _assessment(db, org, department, staff, other_company)
+    foreign = _assessment(make, org, department, staff, other_company)
     browser = Browser(app.test_client())
     browser.login(vendor)
 

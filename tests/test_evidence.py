@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from portal import create_app
 from portal.assessments.models import Answer, Assessment
 from portal.audit.models import AuditEvent
-from portal.engagements.models import Engagement
 from portal.evidence import filetypes, service
 from portal.evidence.models import EvidenceFile
 from portal.evidence.scanner import ClamdScanner, NoScanner, ScanError
 from portal.permissions import Role
 from portal.questionnaires import loader
+from tests.factories import Factory
 from tests.helpers import flashes, reload, soup
 from tests.test_evidence_files import (
     ACCEPTED,
@@ -121,32 +121,19 @@ def scanner(app):
 
 def make_assessment(db, org, department, company, staff, status: str = "draft") -> Assessment:
     """An engagement of ``department`` and its assessment addressed to ``company``."""
-    engagement = Engagement(
-        organisation_id=org.id,
-        department_id=department.id,
-        created_by_id=staff.id,
+    make = Factory(db, None)
+    engagement = make.engagement(
+        org,
+        department,
+        staff,
         kind="external_service",
         title="クラウド型グループウェアの利用",
         purpose="庁内の情報共有",
         information="職員の予定表",
-        confidentiality=2,
-        integrity=1,
-        availability=1,
     )
-    db.add(engagement)
-    db.flush()
-    assessment = Assessment(
-        organisation_id=org.id,
-        engagement_id=engagement.id,
-        vendor_company_id=company.id,
-        questionnaire_key="evidence_test",
-        questionnaire_version="1",
-        created_by_id=staff.id,
-        status=status,
+    return make.assessment(
+        engagement, company, staff, questionnaire=("evidence_test", "1"), status=status
     )
-    db.add(assessment)
-    db.commit()
-    return assessment
 
 
 @pytest.fixture

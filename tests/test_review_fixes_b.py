@@ -16,39 +16,14 @@ from portal.audit import service as audit
 from portal.auth import tokens
 from portal.auth.models import ActionToken
 from portal.db import get_session
-from portal.engagements.models import Engagement
 from portal.permissions import Role
 from portal.users.models import User
 from tests.factories import PASSWORD
 from tests.helpers import Browser, flashes, logged_in, outbox, reload, soup
 
 
-def _assessment(db, org, department, staff, company) -> Assessment:
-    engagement = Engagement(
-        organisation_id=org.id,
-        department_id=department.id,
-        created_by_id=staff.id,
-        kind="outsourcing",
-        title="窓口業務委託",
-        purpose="窓口",
-        information="住民情報",
-        confidentiality=2,
-        integrity=1,
-        availability=1,
-    )
-    db.add(engagement)
-    db.flush()
-    assessment = Assessment(
-        organisation_id=org.id,
-        engagement_id=engagement.id,
-        vendor_company_id=company.id,
-        questionnaire_key="assessment",
-        questionnaire_version="2026.11",
-        created_by_id=staff.id,
-    )
-    db.add(assessment)
-    db.commit()
-    return assessment
+def _assessment(make, org, department, staff, company) -> Assessment:
+    return make.assessment(make.engagement(org, department, staff), company, staff)
 
 
 def test_a_user_planted_in_a_shared_company_by_another_body_sees_nothing_of_ours(
@@ -59,7 +34,7 @@ def test_a_user_planted_in_a_shared_company_by_another_body_sees_nothing_of_ours
     company = make.company(org)
     ours_department = make.department(org)
     staff = make.user(org, roles={Role.STAFF}, departments=[ours_department])
-    ours = _assessment(db, org, ours_department, staff, company)
+    ours = _assessment(make, org, ours_department, staff, company)
     planted = make.user(company=company, invited_by=other_org)
 
     browser = Browser(app.test_client())

@@ -9,42 +9,11 @@ import json
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from portal.assessments.models import Answer, Assessment
-from portal.engagements.models import Engagement
+from portal.assessments.models import Answer
 from portal.permissions import Role
-from portal.questionnaires import loader
 from tests.factories import PASSWORD
 
 TYPED = "情報セキュリティ部長 港 一郎"
-
-
-def _assessment(db, org, department, staff, company) -> Assessment:
-    engagement = Engagement(
-        organisation_id=org.id,
-        department_id=department.id,
-        created_by_id=staff.id,
-        kind="outsourcing",
-        title="窓口業務委託",
-        purpose="窓口業務の一部を委託する。",
-        information="業務マニュアル",
-        confidentiality=2,
-        integrity=1,
-        availability=1,
-    )
-    db.add(engagement)
-    db.flush()
-    questionnaire = loader.latest("assessment")
-    assessment = Assessment(
-        organisation_id=org.id,
-        engagement_id=engagement.id,
-        vendor_company_id=company.id,
-        questionnaire_key=questionnaire.key,
-        questionnaire_version=questionnaire.version,
-        created_by_id=staff.id,
-    )
-    db.add(assessment)
-    db.commit()
-    return assessment
 
 
 def _saved(db, assessment_id: int) -> dict:
@@ -60,7 +29,7 @@ def test_a_vendor_answer_is_autosaved_while_typing_and_a_follow_up_appears_after
     staff = make.user(org, roles={Role.STAFF}, departments=[department])
     company = make.company(org, "みなと情報システム株式会社")
     vendor = make.user(company=company, invited_by=org, name="回答 花子")
-    assessment = _assessment(db, org, department, staff, company)
+    assessment = make.assessment(make.engagement(org, department, staff), company, staff)
     section = f"{live_server}/assessments/{assessment.id}/sections/company"
 
     page.goto(f"{live_server}/auth/login")
