@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, logout_user
+from werkzeug.routing import IntegerConverter
 
 from portal.audit.service import AuditContext, audit_context
 from portal.db import reset_write_intent, set_write_intent, utcnow
@@ -53,7 +54,19 @@ TEMPORARY_PASSWORD_ALLOWED = {
 }
 
 
+MAX_ID = 2**31 - 1
+
+
+class IdConverter(IntegerConverter):
+    """``<int:…>`` in every route: 1 … 2³¹−1, so an absurd id is a plain 404 on every database
+    (SQLite and PostgreSQL both fail on integers beyond their column type)."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
 def init_app(app: Flask) -> None:
+    app.url_map.converters["int"] = IdConverter
     app.before_request(_start_request)
     app.before_request(_check_request_body)
     app.before_request(_enforce_session_lifetime)

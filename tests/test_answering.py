@@ -547,7 +547,7 @@ def test_an_address_that_is_not_a_contact_of_the_company_is_refused(
     )
 
     assert (
-        "このメールアドレスは、この事業者の有効な利用者として登録されていません。"
+        "このメールアドレスは別の利用者が使用しているため、担当者に指定できません。"
         "別のメールアドレスを指定してください。"
     ) in flashes(staff_browser.get(response.headers["Location"]))
     db.rollback()
@@ -1316,8 +1316,11 @@ def test_staff_return_two_answers_and_the_vendor_revises_only_those(
     }.items():
         history = soup(view).select_one(f'details[data-history="{key}"]')
         entries = history.select("li")
-        assert [li.get_text(strip=True)[:3] for li in entries] == ["第1版", "第2版"]
-        assert [li.select_one(".pre").get_text() for li in entries] == [str(before[key]), new]
+        texts = [li.get_text(" ", strip=True) for li in entries]
+        assert ["（1回目の保存）" in texts[0], "（2回目の保存）" in texts[1]] == [True, True]
+        # Each revision reads like the answer itself (labels and units, not raw codes).
+        assert str(before[key]) in texts[0]
+        assert new in texts[1]
     assert revisions(db, assessment, "contract.rto") == [before["contract.rto"], 2]
     assert soup(view).select('details[data-history="company.hq_country"]') == []
     # After resubmission everything is read-only again.
@@ -1505,4 +1508,37 @@ def test_staff_do_not_answer(staff_browser, assessment):
     assert (
         staff_browser.post(f"{base}/autosave", {"question": "company.hq_country"}).status_code
         == 403
+    )
+
+
+def test_a_returned_answer_that_reveals_follow_ups_makes_them_editable(
+    db, staff_browser, vendor_browser, submitted
+):
+    """Changing a returned trigger answer reveals questions the vendor must be able to answer."""
+    assessment = submitted
+    assert autosave(vendor_browser, assessment.id, "contract.subcontract", "no").status_code == 409
+    return_answers(
+        staff_browser, assessment.id, {"contract.subcontract": "再委託の有無を再確認してください。"}
+    )
+    token = csrf(vendor_browser)
+
+    assert (
+        autosave(vendor_browser, assessment.id, "contract.subcontract", "yes", token).status_code
+        == 200
+    )
+    rows = [
+        {
+            "name": "下請株式会社",
+            "identifier": "",
+            "country": "JP",
+            "role": "保守",
+            "wholly_owned": "no",
+        }
+    ]
+    follow_up = autosave(vendor_browser, assessment.id, "contract.subcontractors", rows, token)
+    assert follow_up.status_code == 200, follow_up.get_json()
+    # Unrelated answers stay locked.
+    assert (
+        autosave(vendor_browser, assessment.id, "company.hq_country", "US", token).status_code
+        == 400
     )

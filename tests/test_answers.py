@@ -92,7 +92,7 @@ def test_tables_check_every_cell_and_drop_empty_rows():
     foreign = [{**rows[0], "identifier": "HRB 12345", "country": "DE"}]
     assert validate(Q("basic.subcontractors"), foreign)[0]["identifier"] == "HRB 12345"
     assert "名称" in invalid("basic.subcontractors", [{**rows[0], "name": ""}])
-    assert "50行まで" in invalid("basic.subcontractors", [rows[0]] * 51)
+    assert "50行以内" in invalid("basic.subcontractors", [rows[0]] * 51)
     assert "形式" in invalid("basic.subcontractors", "not a table")
 
 

@@ -82,7 +82,7 @@ def test_answers_are_copied_from_an_earlier_assessment_without_overwriting(app, 
         follow_redirects=True,
     )
 
-    assert any("写しました" in message for message in flashes(response))
+    assert any("転記しました" in message for message in flashes(response))
     db.rollback()
     copied = {
         a.question_key: a.value

@@ -12,6 +12,7 @@ import threading
 import zipfile
 from urllib.parse import quote
 
+import openpyxl
 import pytest
 from PIL import Image
 from pypdf import PdfWriter
@@ -70,6 +71,22 @@ def zip_bytes(entries: dict[str, bytes], encrypted: bool = False) -> bytes:
     return bytes(data)
 
 
+def content_types(*entries: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="xml" ContentType="application/xml"/>' + "".join(entries) + "</Types>"
+    ).encode()
+
+
+def openpyxl_bytes() -> bytes:
+    book = openpyxl.Workbook()
+    book.active["A1"] = "一覧"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
 ACCEPTED = {
     "pdf": ("登録証.pdf", pdf_bytes, "application/pdf"),
     "png": ("scan.png", lambda: image_bytes("PNG"), "image/png"),
@@ -87,6 +104,7 @@ ACCEPTED = {
         lambda: office_bytes("ppt/presentation.xml"),
         filetypes.KINDS["pptx"].content_type,
     ),
+    "xlsx saved by openpyxl": ("一覧.xlsx", openpyxl_bytes, filetypes.KINDS["xlsx"].content_type),
     "text": ("メモ.txt", lambda: "消去証明書の補足\n".encode(), "text/plain; charset=utf-8"),
     "csv": ("一覧.csv", lambda: "\ufeff拠点,国\n本番,JP\n".encode(), "text/csv; charset=utf-8"),
 }
@@ -124,6 +142,52 @@ REFUSED = {
     "macro-enabled office": (
         "macro.docx",
         office_bytes(extra={"word/vbaProject.bin": b"\x00vba"}),
+    ),
+    "docx with an embedded OLE object": (
+        "embedded.docx",
+        office_bytes(extra={"word/embeddings/oleObject1.bin": filetypes.CFB_MAGIC + b"\x00" * 64}),
+    ),
+    "xlsx with an external link": (
+        "linked.xlsx",
+        office_bytes("xl/workbook.xml", {"xl/externalLinks/externalLink1.xml": b"<externalLink/>"}),
+    ),
+    "docx with an ActiveX control": (
+        "control.docx",
+        office_bytes(extra={"word/activeX/activeX1.xml": b"<ax:ocx/>"}),
+    ),
+    "macro-enabled content type": (
+        "macro.xlsx",
+        zip_bytes(
+            {
+                "[Content_Types].xml": content_types(
+                    '<Override PartName="/xl/workbook.xml" '
+                    'ContentType="application/vnd.ms-excel.sheet.macroEnabled.main+xml"/>'
+                ),
+                "xl/workbook.xml": b"<workbook/>",
+            }
+        ),
+    ),
+    "OLE object under another name": (
+        "renamed.docx",
+        zip_bytes(
+            {
+                "[Content_Types].xml": content_types(
+                    '<Default Extension="dat" '
+                    'ContentType="application/vnd.openxmlformats-officedocument.oleObject"/>'
+                ),
+                "word/document.xml": b"<document/>",
+                "word/media/image1.dat": filetypes.CFB_MAGIC + b"\x00" * 64,
+            }
+        ),
+    ),
+    "content types with a DTD": (
+        "dtd.docx",
+        zip_bytes(
+            {
+                "[Content_Types].xml": b'<!DOCTYPE Types [<!ENTITY a "a">]><Types>&a;</Types>',
+                "word/document.xml": b"<document/>",
+            }
+        ),
     ),
     "corrupt office": ("broken.xlsx", office_bytes("xl/workbook.xml")[:-30]),
     "encrypted or legacy office": ("old.xls", filetypes.CFB_MAGIC + b"\x00" * 100),
@@ -178,6 +242,12 @@ def test_specific_messages_say_what_to_do(tmp_path):
         "encrypted zip entries": filetypes.OFFICE_ENCRYPTED,
         "encrypted or legacy office": filetypes.OFFICE_ENCRYPTED,
         "macro-enabled office": filetypes.OFFICE_MACRO,
+        "docx with an embedded OLE object": filetypes.OFFICE_ACTIVE,
+        "xlsx with an external link": filetypes.OFFICE_ACTIVE,
+        "docx with an ActiveX control": filetypes.OFFICE_ACTIVE,
+        "macro-enabled content type": filetypes.OFFICE_ACTIVE,
+        "OLE object under another name": filetypes.OFFICE_ACTIVE,
+        "content types with a DTD": filetypes.OFFICE_BROKEN,
         "corrupt office": filetypes.OFFICE_BROKEN,
     }
     wrong = {}

@@ -12,10 +12,11 @@ from types import SimpleNamespace
 from urllib.parse import quote
 
 import openpyxl
+import openpyxl.xml
 import pytest
 import sqlalchemy as sa
 
-from portal.assessments import store
+from portal.assessments import excel_checks, store
 from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditEvent
 from portal.engagements.models import Engagement
@@ -430,6 +431,21 @@ def test_a_broken_workbook_reports_each_cell_and_keeps_the_saved_draft(db, world
     assert soup(response).select_one("[data-field=imported]").get_text() == "3"  # + 法人番号
 
 
+def test_table_rows_outside_the_table_are_reported(db, world):
+    data = download(world.browser, world.assessment.id)
+
+    def outside(book, rows):
+        sheet = book["認証"]
+        sheet.cell(row=2, column=1, value="SOC 2")
+        sheet.cell(row=2, column=8, value="欄外のメモ")
+        sheet.cell(row=53, column=1, value="SOC 2")  # past the 50 rows a table may have
+
+    response = upload(world.browser, world.assessment.id, fill(data, edit=outside))
+    assert reason_for(response, "認証シート 2行目") == "表の範囲外の列に入力があります。"
+    assert reason_for(response, "認証シート 53行目") == "50行以内で入力してください。"
+    assert "取り込んでいません" in reason_for(response, "認証シート")
+
+
 def _rezip(data: bytes, add: dict[str, bytes] | None = None, drop: str = "") -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
@@ -448,6 +464,51 @@ def _zip_bomb() -> bytes:
         archive.writestr("xl/workbook.xml", "<workbook/>")
         archive.writestr("xl/worksheets/sheet1.xml", b"0" * (60 * 1024 * 1024))
     return out.getvalue()
+
+
+ANSWER_SHEET_PART = "xl/worksheets/sheet2.xml"  # 「回答」, the second sheet
+
+
+def _part(data: bytes, name: str) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read(name)
+
+
+def _replace_part(data: bytes, name: str, content: bytes) -> bytes:
+    return _rezip(data, {name: content}, drop=name)
+
+
+def _utf16_with_entities(data: bytes) -> bytes:
+    """The 回答 sheet saved as UTF-16 with a growing entity: no ASCII "<!DOCTYPE" to find."""
+    xml = _part(data, ANSWER_SHEET_PART).decode()
+    body = xml[xml.index("?>") + 2 :] if xml.startswith("<?xml") else xml
+    assert "<t>" in body
+    doctype = (
+        '<!DOCTYPE worksheet [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+    )
+    xml = '<?xml version="1.0" encoding="UTF-16"?>' + doctype + body.replace("<t>", "<t>&b;", 1)
+    return _replace_part(data, ANSWER_SHEET_PART, xml.encode("utf-16"))
+
+
+def _declared_encoding(data: bytes) -> bytes:
+    xml = _part(data, ANSWER_SHEET_PART)
+    body = xml[xml.index(b"?>") + 2 :] if xml.startswith(b"<?xml") else xml
+    return _replace_part(
+        data, ANSWER_SHEET_PART, b'<?xml version="1.0" encoding="ISO-8859-1"?>' + body
+    )
+
+
+def _extra_rows(data: bytes, count: int) -> bytes:
+    """``count`` rows appended to the 回答 sheet's XML, far below the filled-in rows."""
+    xml = _part(data, ANSWER_SHEET_PART)
+    rows = "".join(
+        f'<row r="{n}"><c r="H{n}" t="inlineStr"><is><t>x</t></is></c></row>'
+        for n in range(5000, 5000 + count)
+    )
+    return _replace_part(
+        data, ANSWER_SHEET_PART, xml.replace(b"</sheetData>", rows.encode() + b"</sheetData>")
+    )
 
 
 def _cell(key: str, value):
@@ -526,6 +587,16 @@ REFUSED = {
         "壊れている",
     ),
     "truncated": (lambda data: data[: len(data) // 2], "壊れている"),
+    "a UTF-16 sheet with entities": (_utf16_with_entities, "文字コードがUTF-8ではない"),
+    "another encoding declared": (_declared_encoding, "文字コードがUTF-8ではない"),
+    "rows over the cap": (
+        lambda data: _extra_rows(data, excel_checks.MAX_ROWS + 1),
+        "評価票の想定を超える範囲（1シート2000行・100列まで）",
+    ),
+    "an external link": (
+        lambda data: _rezip(data, {"xl/externalLinks/externalLink1.xml": b"<externalLink/>"}),
+        "外部リンクを含む",
+    ),
 }
 
 
@@ -544,6 +615,91 @@ def test_a_refused_file_imports_nothing_and_says_why_in_japanese(app, db, world,
     assert "回答は何も変更していません" in refused
     assert answer_rows(db) == before
     assert db.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) == events
+
+
+def test_openpyxl_parses_through_defusedxml(world, monkeypatch):
+    assert openpyxl.xml.DEFUSEDXML
+    data = _utf16_with_entities(fill(download(world.browser, world.assessment.id)))
+    with pytest.raises(excel_checks.WorkbookRefused, match="文字コードがUTF-8ではない"):
+        excel_checks.open_workbook(data)
+    # Were the encoding check gone, the entity declarations would still be refused in parsing.
+    monkeypatch.setattr(excel_checks, "_check_encoding", lambda head: None)
+    with pytest.raises(excel_checks.WorkbookRefused, match="壊れている"):
+        excel_checks.open_workbook(data)
+
+
+def test_rows_over_the_cap_are_refused_before_openpyxl_loads_anything(world, monkeypatch):
+    untouched = download(world.browser, world.assessment.id)
+    data = _extra_rows(untouched, 3000)
+    monkeypatch.setattr(
+        excel_checks.openpyxl, "load_workbook", lambda *a, **k: pytest.fail("loaded")
+    )
+    with pytest.raises(excel_checks.WorkbookRefused, match="1シート2000行・100列まで"):
+        excel_checks.open_workbook(data)
+    monkeypatch.setattr(excel_checks, "MAX_CELLS", 50)  # cells are capped for the whole book
+    with pytest.raises(excel_checks.WorkbookRefused, match="1シート2000行・100列まで"):
+        excel_checks.open_workbook(untouched)
+
+
+@pytest.mark.parametrize("rows", [excel_checks.MAX_ROWS, excel_checks.MAX_ROWS + 1])
+def test_rows_are_counted_exactly_across_read_chunks(rows):
+    padding = "長" * 40  # rows of some 150 bytes: tags are cut at every 64 KiB boundary
+    sheet = "".join(
+        f'<row r="{n}"><c r="A{n}" t="inlineStr"><is><t>{padding}</t></is></c></row>'
+        for n in range(1, rows + 1)
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "xl/worksheets/sheet1.xml", f"<worksheet><sheetData>{sheet}</sheetData></worksheet>"
+        )
+    if rows <= excel_checks.MAX_ROWS:
+        excel_checks._check_parts(out.getvalue())
+    else:
+        with pytest.raises(excel_checks.WorkbookRefused, match="2000行"):
+            excel_checks._check_parts(out.getvalue())
+
+
+INJECTION = '=HYPERLINK("http://evil.example/","x")'
+
+
+def test_text_starting_like_a_formula_is_downloaded_as_text_and_imported_unchanged(db, world):
+    company = db.merge(world.company)
+    company.name = "@SUM(1)株式会社"
+    db.commit()
+    answers = {
+        **DRAFT,
+        "company.legal_name": INJECTION,
+        "company.security_officer": "-1+1",
+        "contract.subcontractors": [
+            {"name": "+cmd|' /C calc'!A0", "country": "JP", "role": "保守", "wholly_owned": "no"}
+        ],
+    }
+    save_answers(db, world, answers)
+    data = download(world.browser, world.assessment.id)
+
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (sheet.title, cell.coordinate)
+                if isinstance(cell.value, str) and cell.value[:1] in "=+-@":
+                    assert cell.data_type == "s" and cell.quotePrefix, cell.coordinate
+    legal_name = book["回答"].cell(row=row_of(data, "company.legal_name"), column=6)
+    assert (legal_name.value, legal_name.data_type) == (INJECTION, "s")
+    assert legal_name.quotePrefix
+    assert book["再委託先"]["A2"].value == "+cmd|' /C calc'!A0"
+    assert book["再委託先"]["A2"].data_type == "s"
+    assert "会社名: @SUM(1)株式会社" in [c.value for c in book["説明"]["A"]]
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sheets = [n for n in archive.namelist() if n.startswith("xl/worksheets/")]
+        assert not any(b"<f>" in archive.read(n) or b"<f " in archive.read(n) for n in sheets)
+
+    response = upload(world.browser, world.assessment.id, data)  # the download, untouched
+    assert response.status_code == 200
+    assert problems(response) == []
+    values = saved(db, world.assessment)
+    assert {key: values[key] for key in answers} == answers
 
 
 def test_an_upload_without_a_file_is_refused(world):

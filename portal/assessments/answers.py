@@ -186,7 +186,7 @@ def _table(question: Question, rows: Any) -> list[dict[str, str]] | None:
                 raise AnswerInvalid(f"{number}行目の「{column.label}」: {exc}") from exc
         cleaned.append(values)
     if len(cleaned) > question.max_rows:
-        raise AnswerInvalid(f"{question.max_rows}行までにしてください。")
+        raise AnswerInvalid(f"{question.max_rows}行以内で入力してください。")
     return cleaned or EMPTY
 
 

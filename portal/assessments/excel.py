@@ -78,6 +78,7 @@ def build_workbook(
     lists.finish()
     _control(book.create_sheet(layout.CONTROL), questionnaire, assessment_id, revisions or {})
     for sheet in book.worksheets:
+        _text_stays_text(sheet)
         sheet.protection = SheetProtection(sheet=True, formatColumns=False, formatRows=False)
     book.security = WorkbookProtection(lockStructure=True)
     book.properties.title = title
@@ -87,6 +88,22 @@ def build_workbook(
     out = BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def _text_stays_text(sheet: Worksheet) -> None:
+    """Every text written is a string cell, never a formula: openpyxl makes a value starting
+    with "=" a formula, and an answer, a table cell, the company name or the title is the
+    vendor's or staff's text. Text Excel would read as a formula when the cell is edited gets
+    the quote prefix (shown as '=…), so that it stays text in Excel too."""
+    for row in sheet.iter_rows():
+        for cell in row:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
+                if cell.value.startswith(FORMULA_STARTS):
+                    cell.quotePrefix = True
 
 
 class _Lists:

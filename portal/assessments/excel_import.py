@@ -126,9 +126,11 @@ def _check_structure(
 
 
 def _no_formulas(sheet: Worksheet) -> None:
+    """Refuses formula cells. A text cell starting with "=" (an answer typed as '=…, or one the
+    download wrote as text) is text, not a formula, and is read as the text it is."""
     for row in sheet.iter_rows():
         for cell in row:
-            if cell.data_type == "f" or (isinstance(cell.value, str) and cell.value[:1] == "="):
+            if cell.data_type == "f":
                 raise WorkbookRefused(
                     f"「{sheet.title}」シートの{cell.coordinate}に数式があります。"
                     "数式は使わずに、値を直接入力してから選んでください。"
@@ -218,13 +220,13 @@ class _Reader:
                 continue
             if number > question.max_rows + 1:
                 self.problem(
-                    f"{name}シート {number}行目", f"{question.max_rows}行までにしてください。"
+                    f"{name}シート {number}行目", f"{question.max_rows}行以内で入力してください。"
                 )
                 broken = True
                 continue
             row = {c.key: layout.from_column_cell(c, v) for c, v in zip(cols, cells, strict=False)}
             if any(not layout.is_blank(v) for v in cells[len(cols) :]):
-                self.problem(f"{name}シート {number}行目", "表の列の外に入力があります。")
+                self.problem(f"{name}シート {number}行目", "表の範囲外の列に入力があります。")
                 broken = True
                 continue
             try:

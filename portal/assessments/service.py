@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from portal.assessments import answers, store
 from portal.assessments.models import Answer, Assessment
@@ -99,7 +99,7 @@ def _contact(
             raise AssessmentError(str(exc)) from exc
     if existing.vendor_company_id != company.id or not existing.active:
         raise AssessmentError(
-            "このメールアドレスは、この事業者の有効な利用者として登録されていません。別のメールアドレスを指定してください。"
+            "このメールアドレスは別の利用者が使用しているため、担当者に指定できません。別のメールアドレスを指定してください。"
         )
     if existing.grant_vendor_access(actor.organisation_id, actor.id):
         audit.record(
@@ -186,7 +186,7 @@ def return_answers(
     actor: User,
     comments: dict[str, str],
     visible_keys: set[str],
-) -> None:
+) -> int:
     """Send chosen answers back to the vendor, each with a comment; only those may change."""
     if not can_edit_engagement(actor, assessment.engagement):
         raise AssessmentError("この評価の回答を差し戻す権限がありません。")
@@ -208,7 +208,9 @@ def return_answers(
             session.add(answer)
         answer.returned = True
         answer.return_comment = comment
-    move(session, assessment, "return", actor, details={"questions": sorted(chosen)})
+    # The comments go into the audit trail too: a later return replaces them on the answers.
+    move(session, assessment, "return", actor, details={"comments": chosen})
+    return len(chosen)
 
 
 def copy_answers(
@@ -219,9 +221,9 @@ def copy_answers(
     arrive), each value re-validated against this questionnaire, nothing already answered
     overwritten. Returns (copied, skipped as no longer valid)."""
     if source.vendor_company_id != target.vendor_company_id or source.id == target.id:
-        raise AssessmentError("同じ事業者の以前の評価票からだけ写すことができます。")
+        raise AssessmentError("転記できるのは、同じ事業者の以前の評価票からのみです。")
     if target.status != "draft":
-        raise AssessmentError("回答中の評価票にだけ写すことができます。")
+        raise AssessmentError("回答中の評価票にだけ転記できます。")
     questionnaire = loader.get(target.questionnaire_key, target.questionnaire_version)
     earlier = store.values(session, source)
     current = {k: v for k, v in store.values(session, target).items() if v is not None}
@@ -264,6 +266,7 @@ def for_vendor_user(session: Session, user: User) -> list[Assessment]:
     return list(
         session.scalars(
             sa.select(Assessment)
+            .options(joinedload(Assessment.engagement).joinedload(Engagement.organisation))
             .where(
                 Assessment.vendor_company_id == user.vendor_company_id,
                 Assessment.organisation_id.in_(user.vendor_organisation_ids),
@@ -277,6 +280,7 @@ def for_engagement(session: Session, engagement_id: int) -> list[Assessment]:
     return list(
         session.scalars(
             sa.select(Assessment)
+            .options(selectinload(Assessment.vendor_company))
             .where(Assessment.engagement_id == engagement_id)
             .order_by(Assessment.id)
         )

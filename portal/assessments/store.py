@@ -83,5 +83,19 @@ def history(session: Session, assessment: Assessment, question_key: str) -> list
     )
 
 
+def histories(session: Session, assessment: Assessment) -> dict[str, list[AnswerRevision]]:
+    """Every answer's revisions, oldest first, by question (one query for the whole page)."""
+    grouped: dict[str, list[AnswerRevision]] = {}
+    rows = session.execute(
+        sa.select(Answer.question_key, AnswerRevision)
+        .join(Answer, Answer.id == AnswerRevision.answer_id)
+        .where(Answer.assessment_id == assessment.id)
+        .order_by(Answer.question_key, AnswerRevision.revision)
+    )
+    for key, revision in rows:
+        grouped.setdefault(key, []).append(revision)
+    return grouped
+
+
 def decode(revision: AnswerRevision) -> Any:
     return json.loads(revision.value)

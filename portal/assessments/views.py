@@ -35,6 +35,7 @@ from portal.questionnaires import loader
 from portal.questionnaires.conditions import visible_sections
 from portal.questionnaires.countries import COUNTRIES
 from portal.users.models import User
+from portal.web import MAX_ID
 
 bp = Blueprint("assessments", __name__, url_prefix="/assessments", template_folder="templates")
 
@@ -157,13 +158,19 @@ def section(assessment_id: int, section_key: str):
                 details={"section": section_key, "answers": changed},
             )
         db.commit()
-        add_row = request.form.get("add_row")
+        tables = {q.key for q in questions if q.type == "table"}
+        add_row = request.form.get("add_row") if request.form.get("add_row") in tables else None
         if not errors:
             flash("保存しました。" if changed else "変更はありませんでした。", "success")
-            target = url_for(
-                "assessments.section", assessment_id=assessment.id, section_key=section_key
+            return redirect(
+                url_for(
+                    "assessments.section",
+                    assessment_id=assessment.id,
+                    section_key=section_key,
+                    add=add_row,
+                    _anchor=f"q-{add_row}" if add_row else None,
+                )
             )
-            return redirect(f"{target}?add={add_row}#q-{add_row}" if add_row else target)
         flash(
             "入力内容に誤りがある項目は保存していません。各項目のメッセージを確認してください。",
             "error",
@@ -200,12 +207,19 @@ def copy_sources(assessment: Assessment) -> list[Assessment]:
 
 
 def editable_keys(db, assessment: Assessment) -> set[str] | None:
-    """None: every question may change (draft). A set: only the returned answers may."""
+    """None: every question may change (draft). A set: the returned answers and the follow-up
+    questions that depend on them (changing a returned answer may reveal questions that must
+    then be answered). Empty when submitted."""
     if assessment.status == "draft":
         return None
-    if assessment.status == "returned":
-        return {key for key, a in store.answers(db, assessment).items() if a.returned}
-    return set()
+    if assessment.status != "returned":
+        return set()
+    editable = {key for key, a in store.answers(db, assessment).items() if a.returned}
+    questionnaire = loader.get(assessment.questionnaire_key, assessment.questionnaire_version)
+    for question in questionnaire.questions:  # conditions refer to earlier questions only
+        if question.when and any(key in editable for key, _values in question.when.answers):
+            editable.add(question.key)
+    return editable
 
 
 @bp.route("/<int:assessment_id>/autosave", methods=["POST"])
@@ -270,11 +284,10 @@ def submit(assessment_id: int):
 def copy(assessment_id: int):
     """Fill empty answers from an earlier assessment of the same company."""
     assessment = _for_vendor(assessment_id)
-    try:
-        source_id = int(request.form.get("source", ""))
-    except ValueError:
-        abort(400)
-    source = get_session().get(Assessment, source_id)
+    raw = request.form.get("source", "")
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+        abort(404)
+    source = get_session().get(Assessment, int(raw))
     if source is None or not can_answer(current_user, source):
         abort(404)
     db = get_session()
@@ -285,9 +298,9 @@ def copy(assessment_id: int):
         flash(str(exc), "error")
     else:
         db.commit()
-        message = f"以前の回答から{copied}件を写しました。"
+        message = f"以前の評価票から{copied}件の回答を転記しました。"
         if skipped:
-            message += f"（現在の設問に合わない{skipped}件は写していません）"
+            message += f"（現在の評価票の設問に合わない{skipped}件は転記していません）"
         flash(message + "内容を確認し、必要に応じて修正してください。", "success")
     return redirect(url_for("assessments.answer", assessment_id=assessment.id))
 
@@ -302,7 +315,7 @@ def staff_view(assessment_id: int):
         "assessments/staff_view.html",
         sheet=sheet,
         countries=COUNTRIES,
-        history={key: store.history(db, assessment, key) for key in sheet.rows},
+        history=store.histories(db, assessment),
         can_return=assessment.status == "submitted"
         and can_edit_engagement(current_user, assessment.engagement),
         decode=store.decode,
@@ -318,7 +331,7 @@ def return_answers(assessment_id: int):
     comments = {key: request.form.get(f"comment:{key}", "") for key in keys}
     db = get_session()
     try:
-        service.return_answers(
+        count = service.return_answers(
             db, assessment, current_user, comments, {q.key for q in sheet.questions}
         )
     except service.AssessmentError as exc:
@@ -326,8 +339,8 @@ def return_answers(assessment_id: int):
         flash(str(exc), "error")
     else:
         db.commit()
-        notify_returned(assessment, len(comments))
-        flash(f"{len(comments)}件の回答を差し戻しました。", "success")
+        notify_returned(assessment, count)
+        flash(f"{count}件の回答を差し戻しました。", "success")
     return redirect(url_for("assessments.staff_view", assessment_id=assessment.id))
 
 

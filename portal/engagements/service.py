@@ -8,6 +8,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.assessments.models import Assessment
 from portal.audit import service as audit
 from portal.engagements.models import Engagement, track_for
 from portal.errors import ConflictError
@@ -31,6 +32,19 @@ FIELDS = (
     "sensitive_personal_data",
     "network_segment",
 )
+
+
+# What decides which questions apply: frozen once a vendor has handed in answers.
+CLASSIFICATION = {
+    "kind",
+    "confidentiality",
+    "integrity",
+    "availability",
+    "personal_data",
+    "specific_personal_data",
+    "sensitive_personal_data",
+    "network_segment",
+}
 
 
 class EngagementError(Exception):
@@ -121,6 +135,11 @@ def update(
     }
     if not changes:
         return
+    if changes.keys() & CLASSIFICATION and _answers_handed_in(session, engagement):
+        raise EngagementError(
+            "回答の提出を受けた案件は、種別・情報の分類・個人情報・ネットワークの区分を変更できません"
+            "（尋ねる設問が変わるため）。変更が必要な場合は、新しい案件として登録してください。"
+        )
     old_track = engagement.track
     for name in changes:
         setattr(engagement, name, getattr(data, name))
@@ -128,6 +147,16 @@ def update(
         changes["track"] = [old_track, engagement.track]
     audit.record(session, "engagement.updated", actor=actor, obj=engagement, details=changes)
     session.flush()
+
+
+def _answers_handed_in(session: Session, engagement: Engagement) -> bool:
+    return session.scalar(
+        sa.select(
+            sa.exists().where(
+                Assessment.engagement_id == engagement.id, Assessment.status != "draft"
+            )
+        )
+    )
 
 
 def _plain(value):

@@ -3,7 +3,7 @@
 Accepted: PDF (``%PDF-`` and parsed by pypdf; not encrypted), PNG / JPEG / GIF / WebP (magic
 bytes, then decoded by Pillow), Office Open XML (xlsx / docx / pptx: a zip holding
 ``[Content_Types].xml`` and one main part, with caps on entries, size and compression ratio, no
-encryption, no macros) and UTF-8 text (no NUL or other control characters, no markup).
+encryption, no macros, embedded objects, ActiveX controls or external links) and UTF-8 text (no NUL or other control characters, no markup).
 Anything else raises ``EvidenceError`` with a message the vendor can act on.
 """
 
@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from defusedxml import ElementTree as SafeElementTree
 from PIL import Image
 from pypdf import PdfReader
 
@@ -82,6 +83,10 @@ OFFICE_MACRO = (
     "マクロを含むOffice文書は受け付けられません。マクロなしの形式（xlsx・docx・pptx）で"
     "保存し直してから選んでください。"
 )
+OFFICE_ACTIVE = (
+    "マクロや埋め込みオブジェクト、外部リンクを含むOffice文書は受け付けられません。"
+    "それらを削除して保存し直してから選んでください。"
+)
 OFFICE_TOO_LARGE = (
     "Office文書の中身が大きすぎるか、ファイル数が多すぎます。内容を分けてから選んでください。"
 )
@@ -100,6 +105,20 @@ OFFICE_MAIN_PARTS = {
     "xl/workbook.xml": "xlsx",
     "ppt/presentation.xml": "pptx",
 }
+MAX_CONTENT_TYPES = 1024 * 1024  # bytes of [Content_Types].xml; Office writes a few kilobytes
+# Content types (lower case) of macros, embedded OLE objects, ActiveX controls and links to other
+# workbooks, and the folders Office keeps such parts in: refused whatever the parts are named.
+ACTIVE_CONTENT_TYPES = (
+    "macroenabled",
+    "macrosheet",
+    "vbaproject",
+    "vbadata",
+    "oleobject",
+    "activex",
+    "externallink",
+)
+ACTIVE_PART_FOLDERS = ("/embeddings/", "/activex/")
+ACTIVE_PART_PREFIXES = ("xl/externallinks/",)
 _CONTROL = re.compile(r"[\x01-\x08\x0b\x0e-\x1f\x7f]")
 _MARKUP = re.compile(
     r"<\s*(?:!doctype|html|head|body|script|iframe|frame|svg|object|embed)\b", re.I
@@ -214,7 +233,36 @@ def _office_kind(archive: zipfile.ZipFile) -> str:
     kinds = [kind for part, kind in OFFICE_MAIN_PARTS.items() if part in names]
     if len(kinds) != 1:
         raise EvidenceError(NOT_ALLOWED)
+    if any(_active_part(name) for name in names):
+        raise EvidenceError(OFFICE_ACTIVE)
+    _check_content_types(archive)
     return kinds[0]
+
+
+def _active_part(name: str) -> bool:
+    name = "/" + name.lower().lstrip("/")
+    return any(folder in name for folder in ACTIVE_PART_FOLDERS) or any(
+        name.startswith("/" + prefix) for prefix in ACTIVE_PART_PREFIXES
+    )
+
+
+def _check_content_types(archive: zipfile.ZipFile) -> None:
+    """Refuses the content types of macros and active content, whatever their parts are named.
+    Parsed by defusedxml with no DTD allowed: an Office file never has one."""
+    with archive.open("[Content_Types].xml") as member:
+        data = member.read(MAX_CONTENT_TYPES + 1)
+    if len(data) > MAX_CONTENT_TYPES:
+        raise EvidenceError(OFFICE_TOO_LARGE)
+    try:
+        root = SafeElementTree.fromstring(data, forbid_dtd=True)
+    except Exception as exc:  # ParseError, and defusedxml's DTDForbidden and the like
+        raise EvidenceError(OFFICE_BROKEN) from exc
+    for element in root.iter():
+        content_type = element.get("ContentType", "").lower()
+        if any(word in content_type for word in ACTIVE_CONTENT_TYPES) or _active_part(
+            element.get("PartName", "")
+        ):
+            raise EvidenceError(OFFICE_ACTIVE)
 
 
 def _read_every_entry(archive: zipfile.ZipFile) -> None:

@@ -435,7 +435,14 @@ def latest(key: str, directory: Path = BANK_DIR) -> Questionnaire:
     versions = [q for (k, _v), q in bank(directory).items() if k == key]
     if not versions:
         raise KeyError(key)
-    return max(versions, key=lambda q: q.version)
+    return max(versions, key=lambda q: _version_order(q.version))
+
+
+def _version_order(version: str) -> tuple:
+    """ "2026.11" after "2026.9": numeric parts compare as numbers, others as text."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in version.split(".")
+    )
 
 
 def get(key: str, version: str, directory: Path = BANK_DIR) -> Questionnaire:

@@ -4,6 +4,7 @@
   "use strict";
   var form = document.getElementById("answers");
   if (!form || !form.dataset.autosaveUrl || !window.fetch) { return; }
+  var IDLE_MS = 3000;  // save after a pause in typing, or at once when a field is left
   var timers = {};
   var token = form.querySelector("input[name=csrf_token]").value;
 
@@ -54,7 +55,7 @@
     var key = questionOf(event.target);
     if (!key || event.target.type === "file") { return; }
     clearTimeout(timers[key]);
-    timers[key] = setTimeout(function () { save(key); }, event.type === "input" ? 800 : 0);
+    timers[key] = setTimeout(function () { save(key); }, event.type === "input" ? IDLE_MS : 0);
   }
 
   form.addEventListener("input", schedule);
