@@ -147,6 +147,9 @@ def section(assessment_id: int, section_key: str):
             except answer_rules.AnswerInvalid as exc:
                 errors[question.key] = str(exc)
                 continue
+            if is_stale(sheet, question.key, value, request.form):
+                errors[question.key] = STALE
+                continue
             changed += store.save(db, assessment, question.key, value, current_user)
         if changed:
             audit.record(
@@ -206,6 +209,23 @@ def copy_sources(assessment: Assessment) -> list[Assessment]:
     ]
 
 
+STALE = (
+    "ほかの方が先にこの回答を更新したため、保存していません。"
+    "ページを読み込み直して最新の内容を確認してから、もう一度入力してください。"
+)
+
+
+def is_stale(sheet: Sheet, key: str, value, form) -> bool:
+    """Optimistic locking per answer: the page said which revision it showed (``r:<key>``);
+    if someone saved a different value since, this save would silently undo theirs."""
+    shown = form.get(f"r:{key}")
+    if shown is None or not shown.isdigit():
+        return False  # an old page or client without the field: accept as before
+    row = sheet.rows.get(key)
+    current = row.revision if row is not None else 0
+    return int(shown) != current and sheet.values.get(key) != value
+
+
 def editable_keys(db, assessment: Assessment) -> set[str] | None:
     """None: every question may change (draft). A set: the returned answers and the follow-up
     questions that depend on them (changing a returned answer may reveal questions that must
@@ -244,6 +264,8 @@ def autosave(assessment_id: int):
         value = answer_rules.validate(question, answer_rules.from_form(question, request.form))
     except answer_rules.AnswerInvalid as exc:
         return jsonify({"status": "invalid", "message": str(exc)}), 422
+    if is_stale(sheet, key, value, request.form):
+        return jsonify({"status": "conflict", "message": STALE}), 409
     if store.save(db, assessment, key, value, current_user):
         audit.record(
             db,
@@ -254,7 +276,9 @@ def autosave(assessment_id: int):
             details={"question": key, "autosave": True},
         )
     db.commit()
-    return jsonify({"status": "saved", "message": "自動保存しました。"})
+    row = store.answers(db, assessment).get(key)
+    revision = row.revision if row is not None else 0
+    return jsonify({"status": "saved", "message": "自動保存しました。", "revision": revision})
 
 
 @bp.route("/<int:assessment_id>/submit", methods=["GET", "POST"])

@@ -31,6 +31,8 @@
     var body = new URLSearchParams();
     body.append("csrf_token", token);
     body.append("question", key);
+    var revision = form.querySelector('input[name="r:' + CSS.escape(key) + '"]');
+    if (revision) { body.append(revision.name, revision.value); }
     fieldsOf(key).forEach(function (el) {
       if ((el.type === "checkbox" || el.type === "radio") && !el.checked) { return; }
       if (el.type === "file" || el.disabled) { return; }
@@ -45,6 +47,9 @@
     }).then(function (response) {
       return response.json().then(function (data) { return { ok: response.ok, data: data }; });
     }).then(function (result) {
+      if (result.ok && revision && result.data.revision !== undefined) {
+        revision.value = String(result.data.revision);
+      }
       status(key, result.data.message, !result.ok);
     }).catch(function () {
       status(key, "自動保存できませんでした。「保存する」ボタンで保存してください。", true);
