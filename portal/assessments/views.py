@@ -3,6 +3,8 @@ staff read what was answered."""
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from flask import (
     Blueprint,
@@ -58,21 +60,27 @@ def _for_staff(assessment_id: int) -> Assessment:
 class Sheet:
     """An assessment as a page needs it: questionnaire, visible sections, values, progress."""
 
-    def __init__(self, assessment: Assessment, pending: dict | None = None):
+    def __init__(self, assessment: Assessment):
         db = get_session()
         self.assessment = assessment
         self.questionnaire = loader.get(
             assessment.questionnaire_key, assessment.questionnaire_version
         )
         self.rows = store.answers(db, assessment)
-        self.values = {k: v for k, v in store.values(db, assessment).items() if v is not None}
+        # Derived from the rows already loaded (no second query for the values).
+        self.values = {
+            key: value
+            for key, row in self.rows.items()
+            if (value := json.loads(row.value)) is not None
+        }
         self.files = evidence_files(assessment)
         self.evidence = {
             key: sum(1 for f in files if f.scan_status in ("clean", "pending"))
             for key, files in self.files.items()
         }
-        shown = {**self.values, **(pending or {})}
-        self.sections = visible_sections(self.questionnaire, assessment.engagement.facts, shown)
+        self.sections = visible_sections(
+            self.questionnaire, assessment.engagement.facts, self.values
+        )
         self.questions = [q for _s, qs in self.sections for q in qs]
         self.progress = answer_rules.progress(self.questions, self.values, self.evidence)
 
