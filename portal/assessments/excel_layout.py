@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from portal.questionnaires.conditions import EngagementFacts, holds
+from portal.questionnaires.conditions import EngagementFacts, holds, ignoring_answers
 from portal.questionnaires.countries import COUNTRIES
-from portal.questionnaires.schema import Column, Condition, Question, Questionnaire
+from portal.questionnaires.schema import Column, Question, Questionnaire
 
 INSTRUCTIONS, ANSWERS, COUNTRY_LIST, CHOICE_LIST, CONTROL = (
     "説明",
@@ -47,19 +46,15 @@ def offered_questions(
     the portal, never through the workbook."""
     offered = []
     for section in questionnaire.sections:
-        if facts is not None and not holds(_engagement_part(section.when), facts, {}):
+        if facts is not None and not holds(ignoring_answers(section.when), facts, {}):
             continue
         offered += [
             q
             for q in section.questions
             if q.type != "evidence"
-            and (facts is None or holds(_engagement_part(q.when), facts, {}))
+            and (facts is None or holds(ignoring_answers(q.when), facts, {}))
         ]
     return offered
-
-
-def _engagement_part(condition: Condition | None) -> Condition | None:
-    return replace(condition, answers=()) if condition and condition.answers else condition
 
 
 def table_sheets(questions: list[Question]) -> list[tuple[str, Question]]:

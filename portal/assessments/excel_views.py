@@ -7,9 +7,6 @@ assessment takes an import, and only the answers it may change.
 
 from __future__ import annotations
 
-import unicodedata
-from urllib.parse import quote
-
 from flask import Response, render_template, request
 from flask_login import current_user
 
@@ -21,7 +18,7 @@ from portal.assessments.views import Sheet, _for_vendor, _prefill, bp, editable_
 from portal.audit import service as audit
 from portal.db import get_session
 from portal.evidence.filetypes import KINDS
-from portal.evidence.names import normalise_name
+from portal.evidence.names import content_disposition
 from portal.permissions import Permission, require
 from portal.web import CSP
 
@@ -33,15 +30,6 @@ def _context(assessment: Assessment) -> tuple[Sheet, list, dict[str, int]]:
     sheet = Sheet(assessment)
     offered = offered_questions(sheet.questionnaire, assessment.engagement.facts)
     return sheet, offered, {key: row.revision for key, row in sheet.rows.items()}
-
-
-def _disposition(name: str, assessment_id: int) -> str:
-    """``attachment`` with an ASCII fallback and the Japanese name (RFC 6266 / RFC 5987)."""
-    name = normalise_name(unicodedata.normalize("NFC", name))
-    return (
-        f'attachment; filename="assessment-{assessment_id}.xlsx"; '
-        f"filename*=UTF-8''{quote(name, safe='')}"
-    )
 
 
 @bp.route("/<int:assessment_id>/excel")
@@ -61,7 +49,9 @@ def excel_download(assessment_id: int):
         revisions=revisions,
     )
     response = Response(data, mimetype=XLSX)
-    response.headers["Content-Disposition"] = _disposition(f"評価票_{company}.xlsx", assessment.id)
+    response.headers["Content-Disposition"] = content_disposition(
+        f"評価票_{company}.xlsx", assessment.id, fallback_prefix="assessment"
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     # As for evidence downloads: never a document of the portal's origin, the policy kept.
     response.headers["Content-Security-Policy"] = f"sandbox; {CSP}"

@@ -24,7 +24,7 @@ from portal.assessments import service, store
 from portal.assessments.models import Assessment
 from portal.audit import service as audit
 from portal.db import get_session
-from portal.evidence.models import EvidenceFile
+from portal.evidence.service import files_by_question
 from portal.mail import service as mail
 from portal.permissions import (
     Permission,
@@ -36,6 +36,7 @@ from portal.permissions import (
 from portal.questionnaires import loader
 from portal.questionnaires.conditions import visible_sections
 from portal.questionnaires.countries import COUNTRIES
+from portal.questionnaires.schema import PREFILL_SOURCES
 from portal.users.models import User
 from portal.web import MAX_ID
 
@@ -73,7 +74,8 @@ class Sheet:
             for key, row in self.rows.items()
             if (value := json.loads(row.value)) is not None
         }
-        self.files = evidence_files(assessment)
+        self.files = files_by_question(db, assessment)
+        # A file answers its question once it is clean or still being scanned.
         self.evidence = {
             key: sum(1 for f in files if f.scan_status in ("clean", "pending"))
             for key, files in self.files.items()
@@ -94,22 +96,10 @@ class Sheet:
         return answer_rules.progress(questions, self.values, self.evidence)
 
 
-def evidence_files(assessment: Assessment) -> dict[str, list[EvidenceFile]]:
-    """The assessment's current (not deleted) evidence files by question."""
-    files: dict[str, list[EvidenceFile]] = {}
-    for evidence in get_session().scalars(
-        sa.select(EvidenceFile)
-        .where(EvidenceFile.assessment_id == assessment.id, EvidenceFile.deleted_at.is_(None))
-        .order_by(EvidenceFile.id)
-    ):
-        files.setdefault(evidence.question_key, []).append(evidence)
-    return files
-
-
 def _prefill(sheet: Sheet) -> dict:
     company = sheet.assessment.vendor_company
     return {
-        q.key: getattr(company, q.prefill.split(".", 1)[1], None)
+        q.key: getattr(company, PREFILL_SOURCES[q.prefill], None)
         for q in sheet.questions
         if q.prefill and q.key not in sheet.values
     }

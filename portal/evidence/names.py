@@ -43,15 +43,16 @@ def download_name(original_name: str, kind: FileKind | None) -> str:
     return name
 
 
-def content_disposition(name: str, evidence_id: int) -> str:
-    """``attachment`` with an ASCII fallback and the UTF-8 name (RFC 5987 ``filename*``)."""
+def content_disposition(name: str, object_id: int, fallback_prefix: str = "evidence") -> str:
+    """``attachment`` with an ASCII fallback and the UTF-8 name (RFC 5987 ``filename*``).
+    A name with no ASCII letters or digits falls back to ``<prefix>-<id>.<ext>``."""
     stem, dot, ext = name.rpartition(".")
     if not dot:
         stem, ext = name, ""
     ascii_stem = _ASCII_SAFE.sub("_", unicodedata.normalize("NFKD", stem)).strip("._")
     ascii_ext = _ASCII_SAFE.sub("", ext)[:10]
     if not re.search(r"[A-Za-z0-9]", ascii_stem):
-        ascii_stem = f"evidence-{evidence_id}"
+        ascii_stem = f"{fallback_prefix}-{object_id}"
     fallback = ascii_stem[:100] + (f".{ascii_ext}" if ascii_ext else "")
     encoded = quote(name, safe="")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

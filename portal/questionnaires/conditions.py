@@ -94,16 +94,17 @@ def applicable_by_engagement(
     asked and why, before anything is answered."""
     summary = []
     for section in questionnaire.sections:
-        if not holds(_ignoring_answers(section.when), facts, {}):
+        if not holds(ignoring_answers(section.when), facts, {}):
             continue
-        applying = [q for q in section.questions if holds(_ignoring_answers(q.when), facts, {})]
+        applying = [q for q in section.questions if holds(ignoring_answers(q.when), facts, {})]
         if applying:
             follow_ups = sum(1 for q in applying if q.when and q.when.depends_on_answers)
             summary.append((section, len(applying), follow_ups))
     return summary
 
 
-def _ignoring_answers(condition: Condition | None) -> Condition | None:
+def ignoring_answers(condition: Condition | None) -> Condition | None:
+    """The condition's engagement part only (what applies before anything is answered)."""
     if condition is None or not condition.answers:
         return condition
     return replace(condition, answers=())
