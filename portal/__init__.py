@@ -58,6 +58,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
     from portal.engagements.views import bp as engagements_bp
+    from portal.evaluations.views import bp as evaluations_bp
     from portal.evidence.views import bp as evidence_bp
     from portal.mail import bp as mail_bp
     from portal.main.views import bp as main_bp
@@ -71,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(engagements_bp)
     app.register_blueprint(assessments_bp)
     app.register_blueprint(evidence_bp)
+    app.register_blueprint(evaluations_bp)
     app.register_blueprint(mail_bp)
 
 

@@ -119,6 +119,10 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
         "ARGON2_PARALLELISM": _int(env, "PORTAL_ARGON2_PARALLELISM", 4),
         # Audit trail
         "AUDIT_RETENTION_DAYS": _int(env, "PORTAL_AUDIT_RETENTION_DAYS", 365 * 5, minimum=30),
+        # PDF rendering (SECURITY.md "PDF rendering"): bounded per document, limited per user.
+        "PDF_TIMEOUT_SECONDS": _int(env, "PORTAL_PDF_TIMEOUT_SECONDS", 60),
+        "PDF_MEMORY_BYTES": _int(env, "PORTAL_PDF_MEMORY_MB", 1024) * 1024 * 1024,
+        "PDF_PER_MINUTE": _int(env, "PORTAL_PDF_PER_MINUTE", 10),
         # Mail: SMTP when PORTAL_MAIL_SERVER is set, a folder of .eml files otherwise.
         "MAIL_SERVER": env.get("PORTAL_MAIL_SERVER", ""),
         "MAIL_PORT": _int(env, "PORTAL_MAIL_PORT", 587),

@@ -4,6 +4,7 @@ from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditChain, AuditEvent
 from portal.auth.models import ActionToken, LoginAttempt, RecoveryCode
 from portal.engagements.models import Engagement
+from portal.evaluations.models import AnswerReview, Outcome, Score
 from portal.evidence.models import EvidenceFile
 from portal.orgs.models import Department, Organisation
 from portal.users.models import User, UserRole, user_department
@@ -12,6 +13,7 @@ from portal.vendors.models import OrganisationVendor, VendorAccess, VendorCompan
 __all__ = [
     "ActionToken",
     "Answer",
+    "AnswerReview",
     "AnswerRevision",
     "Assessment",
     "AuditChain",
@@ -21,8 +23,10 @@ __all__ = [
     "EvidenceFile",
     "LoginAttempt",
     "Organisation",
+    "Outcome",
     "OrganisationVendor",
     "RecoveryCode",
+    "Score",
     "User",
     "UserRole",
     "VendorAccess",

@@ -57,6 +57,8 @@ class Permission(StrEnum):
     ENGAGEMENTS_MANAGE = "engagements.manage"
     ASSESSMENTS_ANSWER = "assessments.answer"
     EVIDENCE_READ = "evidence.read"
+    ASSESSMENTS_REVIEW = "assessments.review"
+    ASSESSMENTS_CONFIRM = "assessments.confirm"
 
 
 _ALL_STAFF = set(STAFF_ROLES)
@@ -80,6 +82,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENGAGEMENTS_VIEW,
             Permission.ENGAGEMENTS_MANAGE,
             Permission.EVIDENCE_READ,
+            Permission.ASSESSMENTS_REVIEW,
+            Permission.ASSESSMENTS_CONFIRM,
         }
     ),
     Role.APPROVER: frozenset(
@@ -88,6 +92,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VENDORS_VIEW,
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
+            Permission.ASSESSMENTS_CONFIRM,
         }
     ),
     Role.SERVICE_MANAGER: frozenset(
@@ -105,6 +110,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
+            Permission.ASSESSMENTS_CONFIRM,
         }
     ),
     Role.NETWORK_ADMIN: frozenset(
@@ -114,6 +120,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
+            Permission.ASSESSMENTS_CONFIRM,
         }
     ),
     Role.AUDITOR: frozenset(
@@ -259,6 +266,23 @@ def can_answer(actor: User, assessment) -> bool:
         and actor.vendor_company_id is not None
         and actor.vendor_company_id == assessment.vendor_company_id
         and assessment.organisation_id in actor.vendor_organisation_ids
+    )
+
+
+def can_review(actor: User, assessment) -> bool:
+    """Staff of the engagement's department score and judge its assessments."""
+    return can(actor, Permission.ASSESSMENTS_REVIEW) and can_edit_engagement(
+        actor, assessment.engagement
+    )
+
+
+def can_confirm(actor: User, assessment, recommended_by_id: int | None) -> bool:
+    """A second person confirms a recommended outcome — never the one who recommended it
+    (兼務の禁止, 対策基準 2(6))."""
+    return (
+        can(actor, Permission.ASSESSMENTS_CONFIRM)
+        and can_view_engagement(actor, assessment.engagement)
+        and actor.id != recommended_by_id
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask import (
     Flask,
@@ -78,6 +78,11 @@ def init_app(app: Flask) -> None:
 
 
 JST = timezone(timedelta(hours=9), "JST")
+
+
+def today_jst() -> date:
+    """Today's date in Japan: due dates, expiry and scoring are counted in local days."""
+    return utcnow().astimezone(JST).date()
 
 
 def format_jst(value: datetime | None) -> str:

@@ -971,7 +971,11 @@ def test_autosave_saves_one_answer_and_replies_with_json(db, vendor, vendor_brow
     )
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "saved", "message": "自動保存しました。", "revision": 1}
+    assert response.get_json() == {
+        "status": "saved",
+        "message": "自動保存しました。",
+        "revision": 1,
+    }
     assert stored(db, assessment) == {"company.hq_country": "JP"}
     assert revisions(db, assessment, "company.hq_country") == ["JP"]
 

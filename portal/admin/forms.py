@@ -80,3 +80,6 @@ class OrganisationForm(VersionedForm):
     high_risk_review_interval_months = IntegerField(
         "高リスクの場合の確認間隔（月）", validators=[InputRequired(), NumberRange(min=1, max=60)]
     )
+    decision_requires_confirmation = BooleanField(
+        "評価の判定は、判定した職員とは別の職員が確認して確定する（兼務の禁止）"
+    )

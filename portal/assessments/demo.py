@@ -1,5 +1,6 @@
 """Demo engagements and assessments for ``seed-demo``, in every state the portal shows:
-not started, partly answered (draft), submitted, and returned for revision."""
+not started, partly answered (draft), submitted (scored by the rules, partly reviewed), returned
+for revision, recommended and awaiting a second person's confirmation, and decided."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from portal.assessments import service, store
 from portal.assessments.answers import validate
 from portal.assessments.models import Assessment
 from portal.engagements.models import Engagement
+from portal.evaluations import service as evaluations
 from portal.orgs.models import Organisation
 from portal.questionnaires import loader
 from portal.questionnaires.conditions import visible_questions
@@ -110,7 +112,38 @@ ENGAGEMENTS = [
         "draft",
         0.0,
     ),
+    (
+        "庁内グループウェアの利用",
+        "情報政策課",
+        "external_service",
+        2,
+        2,
+        2,
+        False,
+        False,
+        False,
+        "lgwan",
+        "株式会社さくらクラウドサービス",
+        "decided",
+        1.0,
+    ),
+    (
+        "ふるさと納税返礼品受付業務委託",
+        "市民課",
+        "outsourcing",
+        2,
+        1,
+        1,
+        True,
+        False,
+        False,
+        None,
+        "有限会社データ入力センター",
+        "reviewed",
+        1.0,
+    ),
 ]
+DEMO_TODAY = date(2026, 11, 20)
 
 
 def sample_answer(question: Question, company: VendorCompany | None = None) -> Any:
@@ -172,6 +205,36 @@ def _staff_of(session: Session, org: Organisation, department_id: int) -> User:
         )
         .order_by(User.id)
     )
+
+
+def _review(session: Session, assessment: Assessment, staff: User, fraction: float) -> None:
+    """Mark a share of the answers as checked; the first gets a comment to the vendor and an
+    internal note, the first rule-scored one an override with its reason."""
+    card = evaluations.card_for(session, assessment, DEMO_TODAY, with_reviews=False)
+    keys = list(card.questions)
+    overridden = False
+    for index, key in enumerate(keys[: max(1, round(fraction * len(keys)))]):
+        entry = card.questions[key]
+        override = not overridden and entry.rule_points is not None and entry.rule_points > 0
+        overridden = overridden or override
+        evaluations.save_review(
+            session,
+            assessment,
+            staff,
+            key,
+            evaluations.ReviewInput(
+                checked=True,
+                manual_points=entry.rule_points - 1 if override else None,
+                dismissed=set(),
+                override_reason="根拠資料の版が古いため1点減じた。" if override else "",
+                vendor_comment="次回の定期確認では最新の資料を添付してください。"
+                if index == 0
+                else "",
+                internal_note="担当者に電話で確認済み（内部メモ）。" if index == 0 else "",
+                version=0,
+            ),
+            DEMO_TODAY,
+        )
 
 
 def seed(session: Session, org: Organisation, companies: dict[str, VendorCompany]) -> None:
@@ -237,8 +300,32 @@ def seed(session: Session, org: Organisation, companies: dict[str, VendorCompany
         )
         if fraction:
             _answer_all(session, assessment, contact, fraction)
-        if state in ("submitted", "returned"):
+        if state != "draft":
             service.submit(session, assessment, contact)
+            evaluations.score_on_submission(session, assessment, contact, DEMO_TODAY)
+        if state == "submitted":
+            _review(session, assessment, staff, fraction=0.3)
+        if state in ("reviewed", "decided"):
+            _review(session, assessment, staff, fraction=1.0)
+            evaluations.finish(
+                session,
+                assessment,
+                staff,
+                decision="conditional",
+                conditions="・稼働率の保証（SLA）を契約書に明記すること。\n・年1回、情報セキュリティ対策の実施状況を書面で報告させること。",
+                reasoning="主要な要件を満たしている。稼働率の保証が低いため条件を付す。",
+                today=DEMO_TODAY,
+            )
+        if state == "decided" and assessment.status == "reviewed":
+            confirmer = session.scalar(
+                sa.select(User)
+                .join(UserRole, UserRole.user_id == User.id)
+                .where(User.organisation_id == org.id, UserRole.role == "approver")
+                .order_by(User.id)
+            )
+            evaluations.confirm(
+                session, assessment, confirmer, accept=True, comment="確認しました。"
+            )
         if state == "returned":
             first = next(iter(store.answers(session, assessment)))
             service.return_answers(

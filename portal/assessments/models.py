@@ -13,7 +13,12 @@ STATUS_LABELS = {
     "draft": "回答中",
     "submitted": "提出済み",
     "returned": "差戻し中",
+    "reviewed": "判定の確認待ち",
+    "decided": "評価完了",
 }
+# What a vendor is told: never the internal steps of the review.
+VENDOR_STATUS_LABELS = {**STATUS_LABELS, "reviewed": "提出済み", "decided": "審査完了"}
+STATUSES = tuple(STATUS_LABELS)
 
 
 class Assessment(TimestampMixin, Base):
@@ -37,13 +42,19 @@ class Assessment(TimestampMixin, Base):
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
-        sa.CheckConstraint("status IN ('draft', 'submitted', 'returned')", name="status"),
+        sa.CheckConstraint(
+            "status IN ('draft', 'submitted', 'returned', 'reviewed', 'decided')", name="status"
+        ),
         sa.UniqueConstraint("engagement_id", "vendor_company_id"),
     )
 
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def vendor_status_label(self) -> str:
+        return VENDOR_STATUS_LABELS.get(self.status, self.status)
 
     @property
     def editable_by_vendor(self) -> bool:

@@ -2,6 +2,9 @@
 
 States (a transition table; every move is audited in the same transaction):
 draft → submitted (vendor submits) → returned (staff return chosen answers) → submitted …
+submitted → decided (staff finish the review) or, where the organisation wants a second person,
+submitted → reviewed (recommended) → decided (confirmed) / → submitted (sent back); see
+``portal/evaluations``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ TRANSITIONS = {
     ("draft", "submit"): "submitted",
     ("returned", "submit"): "submitted",
     ("submitted", "return"): "returned",
+    ("submitted", "decide"): "decided",
+    ("submitted", "recommend"): "reviewed",
+    ("reviewed", "confirm"): "decided",
+    ("reviewed", "reopen"): "submitted",
 }
 
 

@@ -24,6 +24,7 @@ from portal.assessments import service, store
 from portal.assessments.models import Assessment
 from portal.audit import service as audit
 from portal.db import get_session
+from portal.evaluations import service as evaluations
 from portal.evidence.service import files_by_question
 from portal.mail import service as mail
 from portal.permissions import (
@@ -38,7 +39,7 @@ from portal.questionnaires.conditions import visible_sections
 from portal.questionnaires.countries import COUNTRIES
 from portal.questionnaires.schema import PREFILL_SOURCES
 from portal.users.models import User
-from portal.web import MAX_ID
+from portal.web import MAX_ID, today_jst
 
 bp = Blueprint("assessments", __name__, url_prefix="/assessments", template_folder="templates")
 
@@ -193,6 +194,7 @@ def section(assessment_id: int, section_key: str):
         else set(),
         readonly=not assessment.editable_by_vendor,
         earlier=copy_sources(assessment),
+        comments=evaluations.vendor_comments(get_session(), assessment),
     )
 
 
@@ -291,6 +293,7 @@ def submit(assessment_id: int):
             db = get_session()
             try:
                 service.submit(db, assessment, current_user)
+                evaluations.score_on_submission(db, assessment, current_user, today_jst())
             except service.AssessmentError as exc:
                 db.rollback()
                 flash(str(exc), "error")

@@ -228,3 +228,20 @@ def purge_older_than(session: Session, days: int, now: datetime | None = None) -
     head.anchor_seq, head.anchor_hash = last_old.seq, last_old.row_hash
     session.flush()
     return deleted or 0
+
+
+def recent_count(session: Session, actor_id: int, actions: tuple[str, ...], since: datetime) -> int:
+    """How often a user did one of ``actions`` since a moment: a per-user rate limit that holds
+    across every worker, counted from the trail the actions write anyway."""
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.actor_user_id == actor_id,
+                AuditEvent.action.in_(actions),
+                AuditEvent.occurred_at >= since,
+            )
+        )
+        or 0
+    )

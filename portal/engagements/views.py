@@ -203,4 +203,3 @@ def invite(engagement_id: int):
             flash(mail.MAIL_FAILED, "warning")
     flash(f"{invitation.assessment.vendor_company.name} に回答を依頼しました。", "success")
     return redirect(url_for("engagements.detail", engagement_id=engagement.id))
-

@@ -3,6 +3,8 @@
 Another company's or organisation's file or assessment does not exist as far as the user can
 tell (404). Downloading is a POST (it is audited, and no GET changes anything): the GET page
 shows the file's details and scan status, with the download button once the file is clean.
+Viewing in the browser (PDF and images only) is the same POST with an ``inline`` disposition and
+a policy that lets the browser render the file and nothing else; it is audited as a download.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flask_login import current_user
 from portal.assessments import store as answers
 from portal.assessments.models import Assessment
 from portal.assessments.views import editable_keys
+from portal.audit import service as audit
 from portal.auth.views import safe_next
 from portal.db import get_session
 from portal.errors import render_error
@@ -33,6 +36,34 @@ from portal.permissions import Permission, can_answer, can_read_evidence, requir
 from portal.questionnaires import loader
 from portal.questionnaires.conditions import visible_sections
 from portal.web import CSP
+
+# The policy of a file viewed in the browser, by the kind ``filetypes`` found in its bytes; a kind
+# not listed here (Office, text) is download-only. Both keep ``sandbox``: the file is shown in an
+# opaque origin, so it can never act as a document of the portal, and ``default-src 'none'``
+# forbids every script, fetch, frame and plugin load of the document itself. The browser wraps
+# the file in a page of its own that uses inline styles (centring, the viewer's size), hence
+# ``style-src 'unsafe-inline'``: that page has no author markup to abuse.
+# - Images: the image page also gets ``img-src 'self'`` for the image itself.
+# - PDF: older Chromium refused its PDF viewer in a sandboxed document (crbug.com/413851) and
+#   wanted ``object-src`` (and the ``plugin-types`` directive, now obsolete: gone from CSP 3 and
+#   from Chromium 90). Checked on 2026-11-21 with Chromium 156 (Debian) through Playwright: a PDF
+#   posted to this view opens in the built-in viewer under the policy below, with the current
+#   out-of-process viewer and with the older GuestView one (``--disable-features=PdfOopif``);
+#   only an ``<iframe sandbox>`` attribute still blocks the viewer, and this view is a top-level
+#   tab. Should a supported browser show its "blocked" page instead, the fallback is to drop
+#   ``sandbox`` for PDFs alone and keep the rest; never loosen ``default-src``.
+_VIEW_COMMON = (
+    "sandbox; default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+IMAGE_VIEW_CSP = f"{_VIEW_COMMON}; img-src 'self'; style-src 'unsafe-inline'"
+PDF_VIEW_CSP = f"{_VIEW_COMMON}; style-src 'unsafe-inline'"
+VIEW_CSP = {
+    "pdf": PDF_VIEW_CSP,
+    "png": IMAGE_VIEW_CSP,
+    "jpeg": IMAGE_VIEW_CSP,
+    "gif": IMAGE_VIEW_CSP,
+    "webp": IMAGE_VIEW_CSP,
+}
 
 bp = Blueprint("evidence", __name__, template_folder="templates")
 bp.record_once(lambda state: setup.init_app(state.app))
@@ -165,6 +196,12 @@ def _uploaded_message(stored: list[EvidenceFile]) -> str:
     return message
 
 
+def view_csp_of(evidence: EvidenceFile) -> str | None:
+    """The policy under which the file may be shown in the browser; None if download-only."""
+    kind = service.kind_of(evidence)
+    return VIEW_CSP.get(kind.kind) if kind else None
+
+
 @bp.route("/evidence/<int:evidence_id>")
 @require(Permission.EVIDENCE_READ)
 def detail(evidence_id: int):
@@ -173,6 +210,7 @@ def detail(evidence_id: int):
         "evidence/detail.html",
         evidence=evidence,
         kind=service.kind_of(evidence),
+        viewable=view_csp_of(evidence) is not None,
         may_delete=_may_delete(evidence, assessment),
     )
 
@@ -180,7 +218,27 @@ def detail(evidence_id: int):
 @bp.route("/evidence/<int:evidence_id>/download", methods=["POST"])
 @require(Permission.EVIDENCE_READ)
 def download(evidence_id: int):
+    return _send_evidence(evidence_id, inline=False)
+
+
+@bp.route("/evidence/<int:evidence_id>/view", methods=["POST"])
+@require(Permission.EVIDENCE_READ)
+def view(evidence_id: int):
+    """The file shown in the browser (PDF and images): a download in all but its disposition and
+    policy — the same readers, the same scan and SHA-256 checks, the same audit event."""
+    return _send_evidence(evidence_id, inline=True)
+
+
+def _send_evidence(evidence_id: int, *, inline: bool):
     evidence, _assessment = _readable_or_404(evidence_id)
+    if inline:
+        policy = view_csp_of(evidence)
+        if policy is None:  # Office and text files have no view, like any other unknown URL
+            abort(404)
+    else:
+        # sandbox: never a document of the portal's origin, even if a browser renders it; the
+        # portal's own policy (frame-ancestors 'none' …) holds for downloads too.
+        policy = f"sandbox; {CSP}"
     if not evidence.downloadable:
         return render_template("evidence/unavailable.html", evidence=evidence), 409
     db = get_session()
@@ -191,24 +249,49 @@ def download(evidence_id: int):
         service.record_integrity_failure(db, evidence, actor)
         db.commit()
         return render_error(500, str(exc))
-    service.record_download(db, evidence, actor)
+    _record_download(db, evidence, actor, inline=inline)
     db.commit()
     response = send_file(
         path,
         mimetype=evidence.content_type.split(";")[0],  # Werkzeug adds the charset of text/*
-        as_attachment=True,
+        as_attachment=not inline,  # the disposition is replaced below (RFC 5987 name)
         conditional=False,
         etag=False,
         max_age=0,
     )
     name = download_name(evidence.original_name, service.kind_of(evidence))
-    response.headers["Content-Disposition"] = content_disposition(name, evidence.id)
-    # sandbox: never a document of the portal's origin, even if a browser renders it; the
-    # portal's own policy (frame-ancestors 'none' …) holds for downloads too.
-    response.headers["Content-Security-Policy"] = f"sandbox; {CSP}"
+    disposition = content_disposition(name, evidence.id)  # "attachment; filename=…"
+    if inline:
+        disposition = "inline;" + disposition.partition(";")[2]
+    response.headers["Content-Disposition"] = disposition
+    response.headers["Content-Security-Policy"] = policy
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _record_download(db, evidence: EvidenceFile, actor, *, inline: bool) -> None:
+    """Every download is audited as ``evidence.downloaded``; a view adds ``"inline": true``.
+
+    ``service.record_download`` takes no details, so the view's event is written here with the
+    same fields as ``service._record`` writes, plus ``inline``."""
+    if not inline:
+        service.record_download(db, evidence, actor)
+        return
+    audit.record(
+        db,
+        "evidence.downloaded",
+        actor=actor,
+        organisation_id=evidence.organisation_id,
+        obj=evidence,
+        details={
+            "assessment_id": evidence.assessment_id,
+            "question_key": evidence.question_key,
+            "sha256": evidence.sha256,
+            "size": evidence.size,
+            "inline": True,
+        },
+    )
 
 
 @bp.route("/evidence/<int:evidence_id>/delete", methods=["POST"])

@@ -28,6 +28,8 @@ class Organisation(TimestampMixin, Base):
     approver_title: Mapped[str] = mapped_column(sa.String(100))  # 許可権限者
     review_interval_months: Mapped[int] = mapped_column(default=12)
     high_risk_review_interval_months: Mapped[int] = mapped_column(default=6)
+    # 兼務の禁止: a second person confirms the outcome of an assessment review.
+    decision_requires_confirmation: Mapped[bool] = mapped_column(default=True)
     active: Mapped[bool] = mapped_column(default=True)
     version: Mapped[int] = mapped_column(default=1)
 

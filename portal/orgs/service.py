@@ -18,6 +18,7 @@ PROFILE_FIELDS = (
     "approver_title",
     "review_interval_months",
     "high_risk_review_interval_months",
+    "decision_requires_confirmation",
 )
 
 

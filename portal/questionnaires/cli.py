@@ -7,6 +7,7 @@ from collections import Counter
 import click
 
 from portal.questionnaires import loader
+from portal.scoring import rules
 
 
 @click.group("questionnaires", help="設問データ（questionnaires/*.toml）の管理")
@@ -14,9 +15,17 @@ def questionnaires_cli() -> None:
     pass
 
 
-@questionnaires_cli.command("check", help="すべての設問ファイルを検証する")
+@questionnaires_cli.command("check", help="すべての設問ファイルと採点ルールを検証する")
 def check() -> None:
     loaded, problems = loader.check()
+    if not problems:  # rules are checked against the questionnaires, so only when those load
+        rule_sets, rule_problems = rules.check()
+        problems.extend(rule_problems)
+        for rule_set in rule_sets:
+            click.echo(
+                f"{rule_set.source}: {rule_set.questionnaire} 採点ルール {rule_set.version} — "
+                f"{len(rule_set.rules)} 規則"
+            )
     for questionnaire in loaded:
         types = Counter(q.type for q in questionnaire.questions)
         click.echo(
@@ -28,4 +37,4 @@ def check() -> None:
         for problem in problems:
             click.echo(f"NG {problem}", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {len(loaded)} 件の設問ファイルに問題はありません。")
+    click.echo(f"OK: {len(loaded)} 件の設問ファイルと採点ルールに問題はありません。")

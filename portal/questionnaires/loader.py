@@ -405,6 +405,8 @@ def check(directory: Path = BANK_DIR) -> tuple[list[Questionnaire], list[str]]:
     loaded: list[Questionnaire] = []
     problems: list[str] = []
     for path in sorted(directory.rglob("*.toml")):  # archive/ keeps earlier versions
+        if "rules" in path.relative_to(directory).parts[:-1]:
+            continue  # scoring rules (portal/scoring/rules.py), not questionnaires
         try:
             loaded.append(load_file(path))
         except QuestionnaireError as exc:
@@ -439,9 +441,11 @@ def latest(key: str, directory: Path = BANK_DIR) -> Questionnaire:
 
 
 def _version_order(version: str) -> tuple:
-    """ "2026.11" after "2026.9": numeric parts compare as numbers, others as text."""
+    """ "2026.11" after "2026.9", "2026.11-10" after "2026.11-9": numeric parts (split at
+    "." and "-") compare as numbers, others as text."""
     return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in version.split(".")
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"[.-]", version)
     )
 
 
