@@ -76,11 +76,7 @@ class Sheet:
             if (value := json.loads(row.value)) is not None
         }
         self.files = files_by_question(db, assessment)
-        # A file answers its question once it is clean or still being scanned.
-        self.evidence = {
-            key: sum(1 for f in files if f.scan_status in ("clean", "pending"))
-            for key, files in self.files.items()
-        }
+        self.evidence = evaluations.answering_files(self.files)
         self.sections = visible_sections(
             self.questionnaire, assessment.engagement.facts, self.values
         )

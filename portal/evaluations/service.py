@@ -58,10 +58,14 @@ def vendor_comments(session: Session, assessment: Assessment) -> dict[str, str]:
 
 
 def evidence_counts(session: Session, assessment: Assessment) -> dict[str, int]:
+    return answering_files(files_by_question(session, assessment))
+
+
+def answering_files(files_by_key: dict) -> dict[str, int]:
     """Files that answer their question: clean, or still being scanned (as for the vendor)."""
     return {
         key: sum(1 for f in files if f.scan_status in ("clean", "pending"))
-        for key, files in files_by_question(session, assessment).items()
+        for key, files in files_by_key.items()
     }
 
 
