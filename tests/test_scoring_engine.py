@@ -683,7 +683,7 @@ def test_the_card_carries_the_ismap_status_and_its_expiry(audit_end, pending, st
     until = valid_until(date.fromisoformat(audit_end))
     assert card.ismap.status == status
     assert card.ismap.valid_until == until
-    assert Expiry("ISMAP登録", until, "ismap") in card.expiries
+    assert Expiry("ISMAP登録", until, "certifications.ismap") in card.expiries
     assert card.summary()["ismap"] == {"status": status, "valid_until": until.isoformat()}
 
 
@@ -701,7 +701,7 @@ def test_no_ismap_no_expiry():
     card = score("9.2", {"certifications.ismap": "none"})
     assert card.ismap.status == "none"
     assert card.ismap.valid_until is None
-    assert [e for e in card.expiries if e.question_key == "ismap"] == []
+    assert [e for e in card.expiries if e.question_key == "certifications.ismap"] == []
 
 
 def test_an_expired_certificate_scores_zero_and_is_listed_as_an_expiry():
@@ -711,7 +711,7 @@ def test_an_expired_certificate_scores_zero_and_is_listed_as_an_expiry():
     # soonest first: the expired mark, then ISMAP (2027-01-31), then the ISO certificate
     assert list(card.expiries) == [
         Expiry("プライバシーマーク P-1", date(2025, 12, 31), "certifications.others"),
-        Expiry("ISMAP登録", date(2027, 1, 31), "ismap"),
+        Expiry("ISMAP登録", date(2027, 1, 31), "certifications.ismap"),
         Expiry(
             "ISO/IEC 27001（JIS Q 27001） IS 123456", date(2027, 3, 31), "certifications.others"
         ),

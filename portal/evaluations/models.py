@@ -10,8 +10,6 @@ from portal.db import Base, UTCDateTime, utcnow
 from portal.scoring.engine import DECISIONS, RATINGS, ManualReview
 from portal.users.models import User
 
-SCORE_KINDS = {"automatic": "提出時の自動採点", "final": "判定時の採点"}
-
 
 class AnswerReview(Base):
     """A reviewer's judgement of one answer. ``vendor_comment`` is shown to the vendor; the
@@ -78,10 +76,6 @@ class Score(Base):
     @property
     def rating_label(self) -> str:
         return RATINGS.get(self.rating, self.rating)
-
-    @property
-    def kind_label(self) -> str:
-        return SCORE_KINDS.get(self.kind, self.kind)
 
     @property
     def details(self) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from urllib.parse import quote
 
 from flask import current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
@@ -14,6 +13,7 @@ from portal.audit import service as audit
 from portal.db import get_session, utcnow
 from portal.evaluations.reports import report_context
 from portal.evaluations.views import Review, _scored, bp
+from portal.evidence.names import content_disposition
 from portal.pdf.render import PdfRenderError, render_pdf
 from portal.permissions import Permission, require
 
@@ -30,9 +30,7 @@ def rate_limited(actor_id: int) -> bool:
 
 def pdf_response(data: bytes, filename: str):
     response = current_app.response_class(data, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = (
-        f"attachment; filename=\"report.pdf\"; filename*=UTF-8''{quote(filename)}"
-    )
+    response.headers["Content-Disposition"] = content_disposition(filename, 0, "report")
     response.headers["Content-Security-Policy"] = "sandbox"
     response.headers["Cache-Control"] = "no-store"
     return response

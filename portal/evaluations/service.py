@@ -76,8 +76,11 @@ def card_for(
     *,
     with_reviews: bool = True,
     reviews: dict[str, AnswerReview] | None = None,
+    values: dict | None = None,
+    evidence: dict[str, int] | None = None,
 ) -> ScoreCard:
-    """The score card of an assessment now, by the newest rules of its questionnaire."""
+    """The score card of an assessment now, by the newest rules of its questionnaire.
+    A caller that already loaded the answers, evidence counts or reviews passes them in."""
     if assessment.status not in SCORED_STATES:
         raise EvaluationError("提出されていない評価票は採点できません。")
     questionnaire = loader.get(assessment.questionnaire_key, assessment.questionnaire_version)
@@ -85,11 +88,11 @@ def card_for(
         reviews = reviews_of(session, assessment)
     return engine.score(
         questionnaire,
-        store.values(session, assessment),
+        store.values(session, assessment) if values is None else values,
         assessment.engagement.facts,
         rules.latest(assessment.questionnaire_key),
         today,
-        evidence=evidence_counts(session, assessment),
+        evidence=evidence_counts(session, assessment) if evidence is None else evidence,
         reviews={k: r.as_manual for k, r in (reviews or {}).items()} if with_reviews else None,
     )
 

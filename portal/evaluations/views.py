@@ -42,7 +42,14 @@ class Review:
         self.assessment = assessment
         self.sheet = Sheet(assessment)
         self.reviews = service.reviews_of(db, assessment)
-        self.card = service.card_for(db, assessment, today_jst(), reviews=self.reviews)
+        self.card = service.card_for(
+            db,
+            assessment,
+            today_jst(),
+            reviews=self.reviews,
+            values=self.sheet.values,
+            evidence=self.sheet.evidence,
+        )
         self.progress = service.review_progress(self.card, self.reviews)
         self.outcome = service.outcome_of(db, assessment)
         self.first_score = service.latest_score(db, assessment, "automatic")

@@ -43,8 +43,10 @@ def download_name(original_name: str, kind: FileKind | None) -> str:
     return name
 
 
-def content_disposition(name: str, object_id: int, fallback_prefix: str = "evidence") -> str:
-    """``attachment`` with an ASCII fallback and the UTF-8 name (RFC 5987 ``filename*``).
+def content_disposition(
+    name: str, object_id: int, fallback_prefix: str = "evidence", kind: str = "attachment"
+) -> str:
+    """``attachment`` (or ``inline``) with an ASCII fallback and the UTF-8 name (RFC 5987).
     A name with no ASCII letters or digits falls back to ``<prefix>-<id>.<ext>``."""
     stem, dot, ext = name.rpartition(".")
     if not dot:
@@ -55,4 +57,4 @@ def content_disposition(name: str, object_id: int, fallback_prefix: str = "evide
         ascii_stem = f"{fallback_prefix}-{object_id}"
     fallback = ascii_stem[:100] + (f".{ascii_ext}" if ascii_ext else "")
     encoded = quote(name, safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

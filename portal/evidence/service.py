@@ -203,8 +203,11 @@ def open_verified(evidence: EvidenceFile, evidence_dir: Path) -> Path:
     return storage.verified_path(evidence_dir, evidence.stored_name, evidence.sha256)
 
 
-def record_download(session: Session, evidence: EvidenceFile, actor) -> None:
-    _record(session, "evidence.downloaded", evidence, actor)
+def record_download(
+    session: Session, evidence: EvidenceFile, actor, *, inline: bool = False
+) -> None:
+    """Every download is audited; a view in the browser adds ``"inline": true``."""
+    _record(session, "evidence.downloaded", evidence, actor, {"inline": True} if inline else {})
 
 
 def record_integrity_failure(session: Session, evidence: EvidenceFile, actor) -> None:
@@ -229,7 +232,9 @@ def delete(session: Session, evidence: EvidenceFile, actor) -> None:
     _record(session, "evidence.deleted", evidence, actor)
 
 
-def _record(session: Session, action: str, evidence: EvidenceFile, actor) -> None:
+def _record(
+    session: Session, action: str, evidence: EvidenceFile, actor, extra: dict | None = None
+) -> None:
     audit.record(
         session,
         action,
@@ -241,6 +246,7 @@ def _record(session: Session, action: str, evidence: EvidenceFile, actor) -> Non
             "question_key": evidence.question_key,
             "sha256": evidence.sha256,
             "size": evidence.size,
+            **(extra or {}),
         },
     )
 

@@ -24,7 +24,6 @@ from flask_login import current_user
 from portal.assessments import store as answers
 from portal.assessments.models import Assessment
 from portal.assessments.views import editable_keys
-from portal.audit import service as audit
 from portal.auth.views import safe_next
 from portal.db import get_session
 from portal.errors import render_error
@@ -249,7 +248,7 @@ def _send_evidence(evidence_id: int, *, inline: bool):
         service.record_integrity_failure(db, evidence, actor)
         db.commit()
         return render_error(500, str(exc))
-    _record_download(db, evidence, actor, inline=inline)
+    service.record_download(db, evidence, actor, inline=inline)
     db.commit()
     response = send_file(
         path,
@@ -260,38 +259,13 @@ def _send_evidence(evidence_id: int, *, inline: bool):
         max_age=0,
     )
     name = download_name(evidence.original_name, service.kind_of(evidence))
-    disposition = content_disposition(name, evidence.id)  # "attachment; filename=…"
-    if inline:
-        disposition = "inline;" + disposition.partition(";")[2]
-    response.headers["Content-Disposition"] = disposition
+    response.headers["Content-Disposition"] = content_disposition(
+        name, evidence.id, kind="inline" if inline else "attachment"
+    )
     response.headers["Content-Security-Policy"] = policy
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _record_download(db, evidence: EvidenceFile, actor, *, inline: bool) -> None:
-    """Every download is audited as ``evidence.downloaded``; a view adds ``"inline": true``.
-
-    ``service.record_download`` takes no details, so the view's event is written here with the
-    same fields as ``service._record`` writes, plus ``inline``."""
-    if not inline:
-        service.record_download(db, evidence, actor)
-        return
-    audit.record(
-        db,
-        "evidence.downloaded",
-        actor=actor,
-        organisation_id=evidence.organisation_id,
-        obj=evidence,
-        details={
-            "assessment_id": evidence.assessment_id,
-            "question_key": evidence.question_key,
-            "sha256": evidence.sha256,
-            "size": evidence.size,
-            "inline": True,
-        },
-    )
 
 
 @bp.route("/evidence/<int:evidence_id>/delete", methods=["POST"])

@@ -252,11 +252,11 @@ def _ismap_status(rules: RuleSet, shown: Mapping[str, Any], today: date) -> isma
 
 
 def _expiries(
-    questions: list[Question], shown: Mapping[str, Any], status: ismap.IsmapStatus
+    questions: list[Question], shown: Mapping[str, Any], status: ismap.IsmapStatus, key: str
 ) -> tuple[Expiry, ...]:
     found = []
     if status.valid_until is not None:
-        found.append(Expiry("ISMAP登録", status.valid_until, "ismap"))
+        found.append(Expiry("ISMAP登録", status.valid_until, key))
     for question in questions:
         if question.table != "certifications":
             continue
@@ -357,7 +357,7 @@ def score(
         questions=scored,
         results=fired,
         ismap=status,
-        expiries=_expiries(questions, shown, status),
+        expiries=_expiries(questions, shown, status, rules.ismap.registered),
         rating=rating,
         earned=earned,
         possible=possible,

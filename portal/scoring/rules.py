@@ -124,10 +124,6 @@ class RuleSet:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    @property
-    def label(self) -> str:
-        return f"{self.questionnaire} 採点ルール {self.version}"
-
     def cited_items(self) -> set[str]:
         return {cite for rule in self.rules for cite in rule.cites}
 
