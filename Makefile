@@ -15,7 +15,7 @@ PORT          ?= 8000
 DEMO_PASSWORD ?= demo-パスワード-2026
 PYTEST_ARGS   ?=
 
-.PHONY: venv system run test lint clean
+.PHONY: venv system run test bench lint clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,10 @@ test: system $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/bandit -q -r portal -x portal/migrations --severity-level medium
 	PORTAL_ENV=testing $(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Times the 特記事項 PDF: the portal's path against WeasyPrint alone (prints only; see the module).
+bench: system $(STAMP)
+	PORTAL_ENV=testing $(BIN)/python -m tests.benchmarks.clauses_pdf
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

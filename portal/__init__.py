@@ -57,6 +57,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.assessments.views import bp as assessments_bp
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
+    from portal.clauses.views import bp as clauses_bp
     from portal.engagements.views import bp as engagements_bp
     from portal.evaluations.views import bp as evaluations_bp
     from portal.evidence.views import bp as evidence_bp
@@ -73,6 +74,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(assessments_bp)
     app.register_blueprint(evidence_bp)
     app.register_blueprint(evaluations_bp)
+    app.register_blueprint(clauses_bp)
     app.register_blueprint(mail_bp)
 
 

@@ -20,6 +20,7 @@ from flask.cli import with_appcontext
 from portal.assessments import demo as assessments_demo
 from portal.audit import service as audit
 from portal.auth import passwords, tokens, totp
+from portal.clauses import demo as clauses_demo
 from portal.db import get_session, utcnow, writing
 from portal.orgs import service as orgs
 from portal.orgs.models import Organisation
@@ -255,6 +256,8 @@ def seed_demo(password: str | None, as_json: bool) -> None:
         session.flush()
         session.expire_all()
         assessments_demo.seed(session, org, companies)
+        session.flush()
+        clauses_demo.seed(session, org)
     session = get_session()
 
     def known_password(user: User) -> str | None:

@@ -3,6 +3,7 @@
 from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditChain, AuditEvent
 from portal.auth.models import ActionToken, LoginAttempt, RecoveryCode
+from portal.clauses.models import ClauseDocument, ClauseVersion, Contract
 from portal.engagements.models import Engagement
 from portal.evaluations.models import AnswerReview, Outcome, Score
 from portal.evidence.models import EvidenceFile
@@ -18,6 +19,9 @@ __all__ = [
     "Assessment",
     "AuditChain",
     "AuditEvent",
+    "ClauseDocument",
+    "ClauseVersion",
+    "Contract",
     "Department",
     "Engagement",
     "EvidenceFile",

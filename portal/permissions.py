@@ -59,6 +59,7 @@ class Permission(StrEnum):
     EVIDENCE_READ = "evidence.read"
     ASSESSMENTS_REVIEW = "assessments.review"
     ASSESSMENTS_CONFIRM = "assessments.confirm"
+    CLAUSES_MANAGE = "clauses.manage"
 
 
 _ALL_STAFF = set(STAFF_ROLES)
@@ -84,6 +85,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.EVIDENCE_READ,
             Permission.ASSESSMENTS_REVIEW,
             Permission.ASSESSMENTS_CONFIRM,
+            Permission.CLAUSES_MANAGE,
         }
     ),
     Role.APPROVER: frozenset(

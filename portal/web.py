@@ -75,6 +75,7 @@ def init_app(app: Flask) -> None:
     app.teardown_request(_reset_context)
     app.context_processor(_template_helpers)
     app.add_template_filter(format_jst, "jst")
+    app.add_template_filter(format_date, "jdate")
 
 
 JST = timezone(timedelta(hours=9), "JST")
@@ -91,6 +92,11 @@ def format_jst(value: datetime | None) -> str:
         return ""
     local = value.astimezone(JST)
     return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def format_date(value: date | None) -> str:
+    """2026年4月1日 (contracts, due dates)."""
+    return f"{value.year}年{value.month}月{value.day}日" if value else ""
 
 
 def _template_helpers() -> dict:

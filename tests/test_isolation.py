@@ -70,6 +70,7 @@ def objects_of(arranged) -> dict:
         "evidence_id": arranged.evidence.id,
         "question_key": arranged.evidence.question_key,
         "section_key": "company",
+        "number": 1,  # a clause version (its document is found through the assessment)
     }
 
 

@@ -223,6 +223,7 @@ def world(app, db, make, org):
         "section_key": "company",
         "question_key": arranged.evidence.question_key,
         "evidence_id": arranged.evidence.id,
+        "number": 1,
     }
     return arranged
 

@@ -48,6 +48,25 @@ TABLE_ROWS = {
     ],
 }
 
+# Answers that read well in the generated 特記事項 (the rest come from ``sample_answer``).
+DEMO_ANSWERS = {
+    "contract.manager_name": "公共システム事業部　第一課長　佐藤一郎",
+    "contract.work_sites": "本社（東京都千代田区）の開発室。在宅勤務では本件の作業を行わない。",
+    "contract.availability": 99.5,
+    "contract.rto": 4,
+    "contract.rpo": 24,
+    "contract.return_deletion_method": (
+        "電子データはNIST SP 800-88に準拠したツールで消去し、紙媒体は溶解処理する。"
+    ),
+    "contract.deletion_deadline_days": 30,
+    "contract.export_format": "CSV（UTF-8、項目定義書を添付）",
+    "contract.emergency_notice_hours": 2,
+    "external.sla_availability": 99.9,
+    "external.incident_notice_hours": 2,
+    "external.incident_contact": "セキュリティ窓口（security@example.com、03-0000-0000、24時間受付）",
+    "external.export_format": "CSV及びJSON（管理画面から一括出力）",
+}
+
 ENGAGEMENTS = [
     # (title, department, kind, confidentiality, integrity, availability, personal data,
     #  specific personal data, sensitive personal data, network segment, company, state,
@@ -150,6 +169,8 @@ def sample_answer(question: Question, company: VendorCompany | None = None) -> A
     """A plausible answer for demo data, valid for the question's type."""
     if question.prefill and company is not None:
         return getattr(company, PREFILL_SOURCES[question.prefill])
+    if question.key in DEMO_ANSWERS:
+        return DEMO_ANSWERS[question.key]
     kind = question.type
     if kind in ("yes_no", "single"):
         values = [c.value for c in question.choices]

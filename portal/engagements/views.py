@@ -12,6 +12,7 @@ from portal.admin.views import send_link
 from portal.assessments import service as assessments
 from portal.assessments.forms import InviteForm
 from portal.auth.tokens import INVITATION
+from portal.clauses import service as clauses
 from portal.db import get_session
 from portal.engagements import service as engagements
 from portal.engagements.forms import EngagementEditForm, EngagementForm
@@ -103,6 +104,7 @@ def detail(engagement_id: int):
         for c in vendors.companies_of(db, engagement.organisation_id)
     ]
     summary = applicable_by_engagement(questionnaire, engagement.facts)
+    listed = assessments.for_engagement(db, engagement.id)
     return render_template(
         "engagements/detail.html",
         engagement=engagement,
@@ -111,7 +113,8 @@ def detail(engagement_id: int):
         questionnaire=questionnaire,
         summary=summary,
         total=sum(n for _s, n, _f in summary),
-        assessments=assessments.for_engagement(db, engagement.id),
+        assessments=listed,
+        contracts=clauses.contracts_for(db, [a.id for a in listed]),
         can_edit=can_edit_engagement(current_user, engagement),
         form=form,
     )

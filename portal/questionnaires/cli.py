@@ -1,4 +1,5 @@
-"""``flask --app wsgi questionnaires check``: validate every file of the question bank."""
+"""``flask --app wsgi questionnaires check``: validate every file of the question bank, the
+scoring rules and the clause catalogue (contracts/)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections import Counter
 
 import click
 
+from portal.clauses import catalogue
 from portal.questionnaires import loader
 from portal.scoring import rules
 
@@ -15,7 +17,9 @@ def questionnaires_cli() -> None:
     pass
 
 
-@questionnaires_cli.command("check", help="すべての設問ファイルと採点ルールを検証する")
+@questionnaires_cli.command(
+    "check", help="すべての設問ファイル、採点ルール、特記事項の条項集を検証する"
+)
 def check() -> None:
     loaded, problems = loader.check()
     if not problems:  # rules are checked against the questionnaires, so only when those load
@@ -25,6 +29,13 @@ def check() -> None:
             click.echo(
                 f"{rule_set.source}: {rule_set.questionnaire} 採点ルール {rule_set.version} — "
                 f"{len(rule_set.rules)} 規則"
+            )
+        catalogues, catalogue_problems = catalogue.check()
+        problems.extend(f"contracts/{p}" for p in catalogue_problems)
+        for item in catalogues:
+            click.echo(
+                f"contracts/{item.source}: {item.title} {item.version} — "
+                f"{len(item.articles)} 条、様式 {len(item.forms)}"
             )
     for questionnaire in loaded:
         types = Counter(q.type for q in questionnaire.questions)
@@ -37,4 +48,6 @@ def check() -> None:
         for problem in problems:
             click.echo(f"NG {problem}", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {len(loaded)} 件の設問ファイルと採点ルールに問題はありません。")
+    click.echo(
+        f"OK: {len(loaded)} 件の設問ファイル、採点ルール、特記事項の条項集に問題はありません。"
+    )
