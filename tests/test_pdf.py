@@ -57,6 +57,15 @@ def test_japanese_text_round_trips_in_ipaex_fonts():
     assert all("IPAex" in name and "+" in name for name in fonts)  # only IPAex, subset
 
 
+def test_characters_no_font_draws_become_geta_and_the_text_stays_readable():
+    """Every PDF (reports too): a missing glyph would spoil the whole run's text layer."""
+    pdf = render_pdf(page("<p>前の文。👩‍💻 ก 𠮷 髙﨑 é́ <b>&lt;img&gt;</b>後の文。</p>"))
+
+    text = pdf_text(pdf)
+    assert "前の文。〓〓 〓 〓 髙﨑 é́ <img>後の文。" in text.replace("\u200d", "")  # the joiner draws nothing
+    assert "👩" not in text
+
+
 def test_print_css_is_applied():
     pdf = render_pdf(page("<p>本文</p>"))
 

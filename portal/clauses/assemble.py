@@ -84,10 +84,6 @@ class Numbered:
     def label(self) -> str:
         return f"第{self.number}条"
 
-    @property
-    def heading(self) -> str:
-        return f"{self.label}（{self.title}）"
-
     def plain_text(self) -> str:
         lines = []
         for clause in self.clauses:
@@ -137,11 +133,6 @@ class Document:
     @property
     def complete(self) -> bool:
         return not self.missing
-
-    def cited_items(self) -> set[str]:
-        return {c for a in self.articles for c in a.cites} | {
-            c for f in self.forms for c in f.cites
-        }
 
     # For the form templates: formatted values, "" when there is none.
     def field(self, name: str) -> str:

@@ -110,9 +110,6 @@ class Catalogue:
     def articles(self) -> list[Article]:
         return [a for p in self.parts for a in p.articles]
 
-    def article(self, article_id: str) -> Article | None:
-        return next((a for a in self.articles if a.id == article_id), None)
-
 
 def placeholders(text: str) -> list[str]:
     return PLACEHOLDER.findall(text)

@@ -31,6 +31,8 @@ from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
+from portal.pdf.glyphs import printable
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +156,10 @@ def render_pdf(
     timeout: float | None = None,
     memory_bytes: int | None = None,
 ) -> bytes:
-    """Render ``html`` (already autoescaped) with the named bundled stylesheets to PDF bytes."""
+    """Render ``html`` (already autoescaped) with the named bundled stylesheets to PDF bytes.
+    Characters no bundled font can draw become 〓 (``glyphs.printable``): markup is ASCII, so
+    only text changes, and the PDF's text layer stays readable."""
+    html = printable(html)
     config = current_app.config if has_app_context() else {}
     if timeout is None:
         timeout = float(config.get("PDF_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS))
