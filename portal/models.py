@@ -1,5 +1,12 @@
 """Imports every model so that ``Base.metadata`` knows every table (Alembic, tests)."""
 
+from portal.approvals.models import (
+    ExternalService,
+    ManagerAssignment,
+    ServicePlan,
+    TermsVersion,
+    UseApplication,
+)
 from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditChain, AuditEvent
 from portal.auth.models import ActionToken, LoginAttempt, RecoveryCode
@@ -7,6 +14,7 @@ from portal.clauses.models import ClauseDocument, ClauseVersion, Contract
 from portal.engagements.models import Engagement
 from portal.evaluations.models import AnswerReview, Outcome, Score
 from portal.evidence.models import EvidenceFile
+from portal.lifecycle.models import LifecycleCheck
 from portal.orgs.models import Department, Organisation
 from portal.users.models import User, UserRole, user_department
 from portal.vendors.models import OrganisationVendor, VendorAccess, VendorCompany
@@ -25,12 +33,18 @@ __all__ = [
     "Department",
     "Engagement",
     "EvidenceFile",
+    "ExternalService",
+    "LifecycleCheck",
     "LoginAttempt",
+    "ManagerAssignment",
     "Organisation",
-    "Outcome",
     "OrganisationVendor",
+    "Outcome",
     "RecoveryCode",
     "Score",
+    "ServicePlan",
+    "TermsVersion",
+    "UseApplication",
     "User",
     "UserRole",
     "VendorAccess",

@@ -60,6 +60,10 @@ class Permission(StrEnum):
     ASSESSMENTS_REVIEW = "assessments.review"
     ASSESSMENTS_CONFIRM = "assessments.confirm"
     CLAUSES_MANAGE = "clauses.manage"
+    REGISTER_VIEW = "register.view"  # 承認済み外部サービス台帳 and the service records
+    APPLICATIONS_FILE = "applications.file"  # 利用申請 (and the service records behind it)
+    APPLICATIONS_DECIDE = "applications.decide"  # 許可権限者: decide, designate, 停止 / 廃止
+    LIFECYCLE_RECORD = "lifecycle.record"  # 外部サービス管理者: build / operation / exit checks
 
 
 _ALL_STAFF = set(STAFF_ROLES)
@@ -86,6 +90,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ASSESSMENTS_REVIEW,
             Permission.ASSESSMENTS_CONFIRM,
             Permission.CLAUSES_MANAGE,
+            Permission.REGISTER_VIEW,
+            Permission.APPLICATIONS_FILE,
         }
     ),
     Role.APPROVER: frozenset(
@@ -95,6 +101,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
             Permission.ASSESSMENTS_CONFIRM,
+            Permission.REGISTER_VIEW,
+            Permission.APPLICATIONS_DECIDE,
         }
     ),
     Role.SERVICE_MANAGER: frozenset(
@@ -103,6 +111,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VENDORS_VIEW,
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
+            Permission.REGISTER_VIEW,
+            Permission.LIFECYCLE_RECORD,
         }
     ),
     Role.CISO: frozenset(
@@ -113,6 +123,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
             Permission.ASSESSMENTS_CONFIRM,
+            Permission.REGISTER_VIEW,
         }
     ),
     Role.NETWORK_ADMIN: frozenset(
@@ -123,6 +134,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
             Permission.ASSESSMENTS_CONFIRM,
+            Permission.REGISTER_VIEW,
         }
     ),
     Role.AUDITOR: frozenset(
@@ -132,6 +144,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
+            Permission.REGISTER_VIEW,
         }
     ),
     Role.VENDOR: frozenset(
@@ -301,6 +314,39 @@ def can_read_evidence(actor: User, evidence, assessment) -> bool:
         same_organisation(actor, evidence.organisation_id)
         and assessment.organisation_id == evidence.organisation_id
         and can_view_engagement(actor, assessment.engagement)
+    )
+
+
+def can_view_application(actor: User, application) -> bool:
+    """Entries of the register (approved, suspended, retired) are read organisation-wide by
+    everyone holding the register permission; applications still in progress or rejected only
+    by the applying department's staff, the organisation-wide readers and the designated
+    外部サービス管理者."""
+    if not same_organisation(actor, application.organisation_id):
+        return False
+    if not can(actor, Permission.REGISTER_VIEW):
+        return False
+    if application.in_register or actor.role_set & ORGANISATION_WIDE_READERS:
+        return True
+    return application.department_id in {d.id for d in actor.departments}
+
+
+def can_edit_application(actor: User, application) -> bool:
+    """The applying department's staff revise an application returned for changes and record
+    new versions of a 約款型 service's terms (9.3)."""
+    return (
+        can(actor, Permission.APPLICATIONS_FILE)
+        and same_organisation(actor, application.organisation_id)
+        and application.department_id in {d.id for d in actor.departments}
+    )
+
+
+def can_decide_application(actor: User, application) -> bool:
+    """The 許可権限者 of the organisation — never the applicant (兼務の禁止, 対策基準 2(6))."""
+    return (
+        can(actor, Permission.APPLICATIONS_DECIDE)
+        and same_organisation(actor, application.organisation_id)
+        and actor.id != application.applicant_id
     )
 
 
