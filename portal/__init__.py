@@ -54,6 +54,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from portal.admin.views import bp as admin_bp
+    from portal.approvals.views import bp as approvals_bp
     from portal.assessments.views import bp as assessments_bp
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
@@ -61,8 +62,10 @@ def register_blueprints(app: Flask) -> None:
     from portal.engagements.views import bp as engagements_bp
     from portal.evaluations.views import bp as evaluations_bp
     from portal.evidence.views import bp as evidence_bp
+    from portal.lifecycle.views import bp as lifecycle_bp
     from portal.mail import bp as mail_bp
     from portal.main.views import bp as main_bp
+    from portal.register.views import bp as register_bp
     from portal.vendors.views import bp as vendors_bp
 
     app.register_blueprint(main_bp)
@@ -75,6 +78,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(evidence_bp)
     app.register_blueprint(evaluations_bp)
     app.register_blueprint(clauses_bp)
+    app.register_blueprint(approvals_bp)
+    app.register_blueprint(lifecycle_bp)
+    app.register_blueprint(register_bp)
     app.register_blueprint(mail_bp)
 
 

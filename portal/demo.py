@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
+from portal.approvals import demo as approvals_demo
 from portal.assessments import demo as assessments_demo
 from portal.audit import service as audit
 from portal.auth import passwords, tokens, totp
@@ -70,6 +71,12 @@ ACCOUNTS = [
     DemoAccount(
         "manager@sakuradai.example.jp",
         "運用 四郎",
+        {Role.STAFF, Role.SERVICE_MANAGER},
+        ["情報政策課"],
+    ),
+    DemoAccount(
+        "manager2@sakuradai.example.jp",
+        "引継 五月",
         {Role.STAFF, Role.SERVICE_MANAGER},
         ["情報政策課"],
     ),
@@ -258,6 +265,8 @@ def seed_demo(password: str | None, as_json: bool) -> None:
         assessments_demo.seed(session, org, companies)
         session.flush()
         clauses_demo.seed(session, org)
+        session.flush()
+        approvals_demo.seed(session, org)
     session = get_session()
 
     def known_password(user: User) -> str | None:

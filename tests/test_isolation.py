@@ -71,6 +71,11 @@ def objects_of(arranged) -> dict:
         "question_key": arranged.evidence.question_key,
         "section_key": "company",
         "number": 1,  # a clause version (its document is found through the assessment)
+        "service_id": arranged.service.id,
+        "application_id": arranged.application.id,
+        "terms_id": arranged.terms.id,
+        "phase": "build",
+        "item_key": "access_control",
     }
 
 

@@ -403,7 +403,7 @@ def test_readme_corrections():
     assert "| `PORTAL_EVIDENCE_DIR` | `instance/evidence` |" in readme
     assert "locked for 30 minutes after the demo data is first loaded" in readme
     assert (
-        "| 兼務の禁止 | separation of duties (`permissions.can_confirm`; `Outcome` check constraint) |"
+        "| 兼務の禁止 | separation of duties (`permissions.can_confirm`, "
+        "`permissions.can_decide_application`; `Outcome` and `UseApplication` check constraints) |"
         in readme
     )
-    assert "own company, 兼務の禁止" not in readme

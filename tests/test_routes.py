@@ -8,7 +8,7 @@ The helpers at the top are shared with ``tests/test_isolation.py``.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
@@ -206,6 +206,76 @@ def arrange_evidence(db, arranged) -> None:
     )
     db.add(arranged.evidence)
     db.commit()
+    arrange_register_entry(db, arranged)
+
+
+def arrange_register_entry(db, arranged) -> None:
+    """An approved 約款型 service of the arranged company: a register entry with its
+    外部サービス管理者, one recorded terms version and one lifecycle check (the rows only)."""
+    from portal.approvals.models import (
+        ExternalService,
+        ManagerAssignment,
+        TermsVersion,
+        UseApplication,
+    )
+    from portal.db import utcnow
+    from portal.lifecycle.models import LifecycleCheck
+
+    staff = arranged.people[Role.STAFF]
+    manager = arranged.people[Role.SERVICE_MANAGER]
+    arranged.service = ExternalService(
+        organisation_id=arranged.org.id,
+        vendor_company_id=arranged.company.id,
+        name="無料アンケート",
+    )
+    db.add(arranged.service)
+    db.flush()
+    arranged.application = UseApplication(
+        organisation_id=arranged.org.id,
+        department_id=arranged.department.id,
+        service_id=arranged.service.id,
+        applicant_id=staff.id,
+        category="9.3",
+        purpose="研修アンケート",
+        business="研修アンケートの集計",
+        network_segment="internet",
+        max_confidentiality=1,
+        status="approved",
+        decision="approve",
+        decided_by_id=arranged.people[Role.APPROVER].id,
+        decided_at=utcnow(),
+    )
+    db.add(arranged.application)
+    db.flush()
+    db.add(
+        ManagerAssignment(
+            application_id=arranged.application.id,
+            user_id=manager.id,
+            appointed_on=date(2026, 4, 1),
+            appointed_by_id=arranged.people[Role.APPROVER].id,
+        )
+    )
+    arranged.terms = TermsVersion(
+        application_id=arranged.application.id,
+        url="https://survey.example.com/terms",
+        sha256="1" * 64,
+        source="貼り付け",
+        recorded_by_id=staff.id,
+    )
+    db.add(arranged.terms)
+    db.add(
+        LifecycleCheck(
+            application_id=arranged.application.id,
+            phase="build",
+            item_key="access_control",
+            checklist_version="1",
+            result="done",
+            checked_on=date(2026, 4, 2),
+            evidence="設定確認シート",
+            recorded_by_id=manager.id,
+        )
+    )
+    db.commit()
 
 
 @pytest.fixture
@@ -224,6 +294,11 @@ def world(app, db, make, org):
         "question_key": arranged.evidence.question_key,
         "evidence_id": arranged.evidence.id,
         "number": 1,
+        "service_id": arranged.service.id,
+        "application_id": arranged.application.id,
+        "terms_id": arranged.terms.id,
+        "phase": "build",
+        "item_key": "access_control",
     }
     return arranged
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,7 +132,7 @@ def _joined(*parts: Any) -> str:
     return "\n".join(str(p).strip() for p in parts if isinstance(p, str) and p.strip())
 
 
-def prefill_from(session: Session, assessment: Assessment, today: date) -> ServiceInput:
+def prefill_from(session: Session, assessment: Assessment) -> ServiceInput:
     """What the vendor answered, as the facts of a service record (9.2(2)⑤⑦⑨, 9.2(7))."""
     answers = store.values(session, assessment)
     ismap_kind = answers.get("certifications.ismap")
@@ -153,7 +153,6 @@ def prefill_from(session: Session, assessment: Assessment, today: date) -> Servi
         ismap_renewal_pending=registered
         and answers.get("certifications.ismap_renewal_pending") == "yes",
         ismap_scope_covers=answers.get("certifications.ismap_scope_covers") if registered else None,
-        ismap_checked_on=today if registered else None,
         governing_law=answers.get("external.governing_law"),
         jurisdiction=answers.get("external.jurisdiction"),
         sla_availability=float(availability) if isinstance(availability, int | float) else None,
@@ -205,6 +204,8 @@ def prefill_from(session: Session, assessment: Assessment, today: date) -> Servi
 
 def _validate_service(data: ServiceInput) -> None:
     _text(data.name, "サービス名", required=True, limit=200)
+    if not data.name.strip().isprintable():
+        raise ApprovalError("サービス名に改行や制御文字は使えません。")
     if data.ismap_kind not in ("none", "ismap", "ismap_liu"):
         raise ApprovalError("ISMAPの登録区分を選んでください。")
     if data.ismap_kind != "none" and data.ismap_audit_period_end is None:
@@ -331,6 +332,8 @@ def add_plan(
     ):
         raise ApprovalError("この外部サービスを編集する権限がありません。")
     name = _text(name, "プラン・エディションの名称", required=True, limit=100)
+    if not name.isprintable():
+        raise ApprovalError("プラン・エディションの名称に改行や制御文字は使えません。")
     if any(p.name == name for p in service.plans):
         raise ApprovalError("同じ名称のプラン・エディションが既にあります。")
     plan = ServicePlan(service_id=service.id, name=name, notes=_text(notes, "説明"))
@@ -542,8 +545,11 @@ def revise(
     session: Session, application: UseApplication, actor: User, data: ApplicationInput, version: int
 ) -> None:
     """The applying department revises an application returned for changes and hands it in."""
-    if not can_edit_application(actor, application):
-        raise ApprovalError("この申請を修正する権限がありません。")
+    if not can_edit_application(actor, application) or actor.id != application.applicant_id:
+        raise ApprovalError(
+            "差し戻された申請を修正できるのは申請者本人だけです（他の職員が修正すると、"
+            "その職員が判断できてしまうため）。"
+        )
     if application.status != "returned":
         raise ApprovalError("修正できるのは、差し戻された申請だけです。")
     _check_version(application, version)
@@ -649,10 +655,20 @@ def _manager(session: Session, application: UseApplication, user_id: int | None)
 
 
 def review_interval_months(application: UseApplication) -> int:
+    """The organisation's interval, shorter for high risk; personal data at least yearly
+    (個人情報保護委員会: contractors handling 保有個人情報 are checked at least once a year)."""
     organisation = application.organisation
-    if application.risk_rating in HIGH_RISK:
-        return organisation.high_risk_review_interval_months
-    return organisation.review_interval_months
+    months = (
+        organisation.high_risk_review_interval_months
+        if application.risk_rating in HIGH_RISK
+        else organisation.review_interval_months
+    )
+    personal = (
+        application.personal_data
+        or application.specific_personal_data
+        or application.sensitive_personal_data
+    )
+    return min(months, 12) if personal else months
 
 
 @dataclass
@@ -706,6 +722,10 @@ def decide(
             "紐づけた評価に不可の要因（"
             + ("、".join(state.blockers) or "評価の判定が「不可」")
             + "）があります。承認する場合は、その理由を入力してください。"
+        )
+    if data.decision == "approve" and state is not None and state.decision == "conditional":
+        raise ApprovalError(
+            "紐づけた評価の判定は「条件付き可」です。評価の条件を引き継いで「条件付承認」を選んでください。"
         )
     conditions = _text(data.conditions, "利用の条件")
     if data.decision == "conditional" and not conditions:
@@ -783,6 +803,7 @@ def hand_over(
     on: date,
     note: str,
     version: int,
+    today: date,
 ) -> ManagerAssignment:
     """A new 外部サービス管理者 from ``on``; the previous one's term ends the day before."""
     if (
@@ -799,6 +820,10 @@ def hand_over(
     current = application.current_manager
     if current is not None and current.user_id == user.id:
         raise ApprovalError("現在の外部サービス管理者と同じ職員です。")
+    if on > today:
+        raise ApprovalError(
+            "引継ぎ日に未来の日付は指定できません。引継ぎの当日以降に記録してください。"
+        )
     if current is not None and on <= current.appointed_on:
         raise ApprovalError("引継ぎ日は、現在の管理者の指定日より後の日付にしてください。")
     note = _text(note, "引継ぎの内容")
@@ -916,7 +941,7 @@ def report_recipients(session: Session, organisation_id: int) -> list[User]:
     )
 
 
-def reported_since(session: Session, organisation_id: int, since: date) -> list[UseApplication]:
+def reported_since(session: Session, organisation_id: int, since: datetime) -> list[UseApplication]:
     """Approvals reported to the ネットワーク管理者 and CISO, newest first (their dashboard)."""
     return list(
         session.scalars(

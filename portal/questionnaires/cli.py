@@ -1,5 +1,5 @@
 """``flask --app wsgi questionnaires check``: validate every file of the question bank, the
-scoring rules and the clause catalogue (contracts/)."""
+scoring rules, the clause catalogue (contracts/) and the lifecycle checklist (questionnaires/checklists/)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections import Counter
 import click
 
 from portal.clauses import catalogue
+from portal.lifecycle import checklists
 from portal.questionnaires import loader
 from portal.scoring import rules
 
@@ -18,7 +19,9 @@ def questionnaires_cli() -> None:
 
 
 @questionnaires_cli.command(
-    "check", help="すべての設問ファイル、採点ルール、特記事項の条項集を検証する"
+    "check",
+    help="すべての設問ファイル、採点ルール、特記事項の条項集、構築・運用・利用終了時の"
+    "チェックリストを検証する",
 )
 def check() -> None:
     loaded, problems = loader.check()
@@ -37,6 +40,13 @@ def check() -> None:
                 f"contracts/{item.source}: {item.title} {item.version} — "
                 f"{len(item.articles)} 条、様式 {len(item.forms)}"
             )
+        checklist, checklist_problems = checklists.check()
+        problems.extend(f"questionnaires/checklists/{p}" for p in checklist_problems)
+        if checklist is not None:
+            click.echo(
+                f"questionnaires/checklists/{checklist.source}: {checklist.title} {checklist.version} — "
+                + "、".join(f"{p.title} {len(p.items)} 項目" for p in checklist.phases)
+            )
     for questionnaire in loaded:
         types = Counter(q.type for q in questionnaire.questions)
         click.echo(
@@ -49,5 +59,6 @@ def check() -> None:
             click.echo(f"NG {problem}", err=True)
         raise SystemExit(1)
     click.echo(
-        f"OK: {len(loaded)} 件の設問ファイル、採点ルール、特記事項の条項集に問題はありません。"
+        f"OK: {len(loaded)} 件の設問ファイル、採点ルール、特記事項の条項集、チェックリストに"
+        "問題はありません。"
     )

@@ -1,0 +1,96 @@
+"""The register as CSV (UTF-8 with BOM, CRLF, so that Excel opens it) and as an XLSX workbook,
+both with every column of ``COLUMNS``. Pure functions of the rows: no Flask, no database.
+
+Nothing written can act as a formula: in the CSV a cell starting with = + - @, a tab or a
+carriage return gets a leading apostrophe; in the workbook every text is a string cell (never a
+formula) and such text also gets Excel's quote prefix, so it stays text when edited."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import date
+
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+
+from portal.register.columns import COLUMNS, Value
+from portal.register.service import RegisterRow
+from portal.web import format_date
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+XLSX_CELL_LIMIT = 32_767
+HEADER_FILL = PatternFill("solid", fgColor="DDE4EE")
+WRAP = Alignment(wrap_text=True, vertical="top")
+SHEET_TITLE = "外部サービス台帳"
+
+
+def neutralised(text: str) -> str:
+    """Text a spreadsheet would read as a formula, made plain text (OWASP CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def as_text(value: Value) -> str:
+    """A cell as text: dates as 2026年4月1日, nothing as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, date):
+        return format_date(value)
+    return str(value)
+
+
+def to_csv(rows: Iterable[RegisterRow]) -> bytes:
+    buffer = io.StringIO(newline="")
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(column.header for column in COLUMNS)
+    for row in rows:
+        writer.writerow(neutralised(as_text(column.value(row))) for column in COLUMNS)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _xlsx_text(value: str) -> str:
+    # Control characters cannot be stored in a workbook; a cell holds at most 32,767.
+    return ILLEGAL_CHARACTERS_RE.sub("", value)[:XLSX_CELL_LIMIT]
+
+
+def to_xlsx(rows: Iterable[RegisterRow], *, title: str) -> bytes:
+    """One sheet: the header row bold, shaded and frozen (with the number and the service
+    name), an autofilter, column widths; dates as date cells, everything else as text."""
+    book = Workbook()
+    sheet = book.active
+    sheet.title = SHEET_TITLE
+    sheet.append([column.header for column in COLUMNS])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+        cell.fill = HEADER_FILL
+        cell.alignment = WRAP
+    for row in rows:
+        values = []
+        for column in COLUMNS:
+            value = column.value(row)
+            if isinstance(value, str):
+                value = _xlsx_text(value)
+            values.append(value)
+        sheet.append(values)
+    for line in sheet.iter_rows(min_row=2):
+        for cell in line:
+            cell.alignment = WRAP
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # never a formula
+                if cell.value.startswith(FORMULA_STARTS):
+                    cell.quotePrefix = True
+            elif isinstance(cell.value, date):
+                cell.number_format = "yyyy/mm/dd"
+    for index, column in enumerate(COLUMNS, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = column.width
+    sheet.freeze_panes = "C2"
+    sheet.auto_filter.ref = sheet.dimensions
+    book.properties.title = title
+    book.properties.creator = "委託先・外部サービス リスク評価ポータル"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -1,0 +1,393 @@
+"""The 承認済み外部サービス台帳 (対策基準 9.2(4), 9.3): the register entries of an organisation,
+filtered in SQL, each with its contract, attached 特記事項 version and checklist states.
+
+An entry is a ``UseApplication`` in ``REGISTER_STATES``; entries are read organisation-wide by
+everyone holding ``REGISTER_VIEW``. Applications still in progress or rejected are listed only
+when the filter asks for them and only to those ``can_view_application`` lets read them.
+
+The columns every output shares (list, CSV, XLSX, printable view) are ``COLUMNS``
+(``portal/register/columns.py``): one definition of the register's fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
+
+from portal.approvals.models import (
+    CLASSIFICATION_LABELS,
+    REGISTER_STATES,
+    STATUS_LABELS,
+    ExternalService,
+    ManagerAssignment,
+    UseApplication,
+)
+from portal.clauses.models import ClauseDocument, ClauseVersion, Contract
+from portal.clauses.service import contracts_for
+from portal.lifecycle.service import LifecycleState, states_for
+from portal.orgs.models import Department
+from portal.permissions import ORGANISATION_WIDE_READERS
+from portal.questionnaires.schema import SEGMENTS
+from portal.register.columns import COLUMNS, Column
+from portal.scoring import ismap
+from portal.users.models import User
+from portal.vendors.models import VendorCompany
+from portal.web import MAX_ID
+
+__all__ = [
+    "COLUMNS",
+    "CERTIFICATE_WARN_DAYS",
+    "CLASSIFICATION_FILTERS",
+    "Column",
+    "ISMAP_FILTERS",
+    "ISMAP_WARN_DAYS",
+    "PAGE_SIZE",
+    "REVIEW_FILTERS",
+    "REVIEW_WARN_DAYS",
+    "RegisterFilter",
+    "RegisterRow",
+    "STATUS_FILTERS",
+    "count",
+    "departments_of",
+    "register_query",
+    "rows",
+]
+
+PAGE_SIZE = 50
+ISMAP_WARN_DAYS = 120  # as the scoring warns (DOMAIN: "warn well before (e.g. 120 days)")
+CERTIFICATE_WARN_DAYS = 120
+REVIEW_WARN_DAYS = 90
+KEYWORD_LIMIT = 100
+
+# "" is the register itself (承認・条件付承認・停止・廃止).
+STATUS_FILTERS = {
+    "": "台帳の掲載分（承認・条件付承認・停止・廃止）",
+    "all": "すべて（申請中・差戻し・却下を含む）",
+    **STATUS_LABELS,
+}
+ISMAP_FILTERS = {
+    key: ismap.STATUS_LABELS[key]
+    for key in ("valid", "expiring", "renewal_pending", "expired", "none", "unknown")
+}
+REVIEW_FILTERS = {
+    "overdue": "期限を過ぎている",
+    "soon": f"{REVIEW_WARN_DAYS}日以内に期限が来る",
+}
+CLASSIFICATION_FILTERS = CLASSIFICATION_LABELS
+
+
+def _id(raw: str | None) -> int | None:
+    raw = (raw or "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
+
+
+@dataclass(frozen=True)
+class RegisterFilter:
+    """What the register is narrowed to. Built from query (or form) arguments by ``parse``;
+    a value that is not one of the offered choices is ignored, never an error."""
+
+    status: str = ""
+    department_id: int | None = None
+    max_classification: int | None = None  # 取り扱う情報の最高の機密性 (1–3)
+    segment: str = ""
+    ismap: str = ""
+    review: str = ""
+    expiring_certificates: bool = False
+    keyword: str = ""
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> RegisterFilter:
+        def pick(name: str, choices) -> str:
+            value = (args.get(name) or "").strip()
+            return value if value in choices else ""
+
+        classification = pick("max_classification", {"1", "2", "3"})
+        keyword = " ".join((args.get("keyword") or "").split())[:KEYWORD_LIMIT]
+        return cls(
+            status=pick("status", STATUS_FILTERS),
+            department_id=_id(args.get("department_id")),
+            max_classification=int(classification) if classification else None,
+            segment=pick("segment", SEGMENTS),
+            ismap=pick("ismap", ISMAP_FILTERS),
+            review=pick("review", REVIEW_FILTERS),
+            expiring_certificates=(args.get("expiring_certificates") or "") in ("1", "y", "on"),
+            keyword=keyword,
+        )
+
+    def as_args(self) -> dict[str, str]:
+        """The filter as query arguments (only what is set), for links and export forms."""
+        args: dict[str, str] = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if value is True:
+                args[spec.name] = "1"
+            elif value not in (None, "", False):
+                args[spec.name] = str(value)
+        return args
+
+    def statuses(self) -> tuple[str, ...]:
+        if self.status == "all":
+            return tuple(STATUS_LABELS)
+        return (self.status,) if self.status else REGISTER_STATES
+
+    def described(self, departments: Mapping[int, str]) -> list[tuple[str, str]]:
+        """(label, value) of every condition, in words (the printable view lists them)."""
+        found = [("状態", STATUS_FILTERS[self.status])]
+        if self.department_id is not None:
+            found.append(("利用課", departments.get(self.department_id, "（該当する課なし）")))
+        if self.max_classification is not None:
+            found.append(
+                ("取り扱う情報の最高の機密性", CLASSIFICATION_FILTERS[self.max_classification])
+            )
+        if self.segment:
+            found.append(("利用するネットワーク", SEGMENTS[self.segment]))
+        if self.ismap:
+            found.append(("ISMAPの状態", ISMAP_FILTERS[self.ismap]))
+        if self.review:
+            found.append(("定期確認", REVIEW_FILTERS[self.review]))
+        if self.expiring_certificates:
+            found.append(
+                ("証明書", f"有効期限が{CERTIFICATE_WARN_DAYS}日以内又は期限切れのものがある")
+            )
+        if self.keyword:
+            found.append(("サービス名・提供者名", self.keyword))
+        return found
+
+
+def _like(keyword: str) -> str:
+    escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _ismap_condition(status: str, today: date) -> sa.ColumnElement[bool]:
+    """The SQL form of ``ismap.status``: the same six answers for the same day."""
+    service = ExternalService
+    registered = service.ismap_kind != "none"
+    until = service.ismap_valid_until
+    warn = today + timedelta(days=ISMAP_WARN_DAYS)
+    past = sa.and_(registered, until < today)
+    return {
+        "none": service.ismap_kind == "none",
+        "unknown": sa.and_(registered, until.is_(None)),
+        "valid": sa.and_(registered, until > warn),
+        "expiring": sa.and_(registered, until >= today, until <= warn),
+        "expired": sa.and_(past, sa.not_(service.ismap_renewal_pending)),
+        "renewal_pending": sa.and_(past, service.ismap_renewal_pending),
+    }[status]
+
+
+def _visible(organisation_id: int, viewer: User | None) -> sa.ColumnElement[bool]:
+    """``can_view_application`` in SQL. Without a viewer: the register entries only."""
+    own = UseApplication.organisation_id == organisation_id
+    in_register = UseApplication.status.in_(REGISTER_STATES)
+    if viewer is None or viewer.organisation_id != organisation_id:
+        return sa.and_(own, in_register)
+    if viewer.role_set & ORGANISATION_WIDE_READERS:
+        return own
+    departments = [d.id for d in viewer.departments]
+    return sa.and_(own, sa.or_(in_register, UseApplication.department_id.in_(departments)))
+
+
+def _conditions(
+    organisation_id: int, filters: RegisterFilter, today: date, viewer: User | None
+) -> list[sa.ColumnElement[bool]]:
+    found = [_visible(organisation_id, viewer), UseApplication.status.in_(filters.statuses())]
+    if filters.department_id is not None:
+        found.append(UseApplication.department_id == filters.department_id)
+    if filters.max_classification is not None:
+        found.append(UseApplication.max_confidentiality == filters.max_classification)
+    if filters.segment:
+        found.append(UseApplication.network_segment == filters.segment)
+    if filters.ismap:
+        found.append(_ismap_condition(filters.ismap, today))
+    if filters.review:
+        # A retired (廃止) entry is no longer reviewed.
+        due = UseApplication.next_review_on
+        found.append(UseApplication.status != "retired")
+        if filters.review == "overdue":
+            found.append(due < today)
+        else:
+            found.append(due.between(today, today + timedelta(days=REVIEW_WARN_DAYS)))
+    if filters.expiring_certificates:
+        found.append(
+            ExternalService.earliest_expiry <= today + timedelta(days=CERTIFICATE_WARN_DAYS)
+        )
+    if filters.keyword:
+        pattern = _like(filters.keyword)
+        found.append(
+            sa.or_(
+                ExternalService.name.ilike(pattern, escape="\\"),
+                VendorCompany.name.ilike(pattern, escape="\\"),
+            )
+        )
+    return found
+
+
+def _joined(query: sa.Select) -> sa.Select:
+    return query.join(UseApplication.service).join(ExternalService.vendor_company)
+
+
+def register_query(
+    organisation_id: int, filters: RegisterFilter, today: date, viewer: User | None = None
+) -> sa.Select:
+    """The entries, ordered by service name, with everything the columns read loaded eagerly
+    (a constant number of queries whatever the number of entries). ``viewer`` widens the
+    result to the applications in progress or rejected that this user may read."""
+    return (
+        _joined(sa.select(UseApplication))
+        .where(*_conditions(organisation_id, filters, today, viewer))
+        .options(
+            contains_eager(UseApplication.service).contains_eager(ExternalService.vendor_company),
+            joinedload(UseApplication.plan),
+            joinedload(UseApplication.department),
+            joinedload(UseApplication.applicant),
+            joinedload(UseApplication.decided_by),
+            selectinload(UseApplication.managers).joinedload(ManagerAssignment.user),
+            selectinload(UseApplication.terms_versions),
+        )
+        .order_by(ExternalService.name, UseApplication.id)
+    )
+
+
+def count(
+    session: Session,
+    organisation_id: int,
+    filters: RegisterFilter,
+    today: date,
+    viewer: User | None = None,
+) -> dict[str, int]:
+    """How many entries the filter finds: in all, by status, and how many need attention
+    (review overdue, a certificate expired)."""
+    overdue = sa.and_(UseApplication.status != "retired", UseApplication.next_review_on < today)
+    expired = ExternalService.earliest_expiry < today
+    query = (
+        _joined(
+            sa.select(
+                UseApplication.status,
+                sa.func.count(UseApplication.id),
+                sa.func.sum(sa.case((overdue, 1), else_=0)),
+                sa.func.sum(sa.case((expired, 1), else_=0)),
+            )
+        )
+        .where(*_conditions(organisation_id, filters, today, viewer))
+        .group_by(UseApplication.status)
+    )
+    totals = {"total": 0, "review_overdue": 0, "certificate_expired": 0}
+    for status, number, late, lapsed in session.execute(query):
+        totals[status] = number
+        totals["total"] += number
+        totals["review_overdue"] += int(late or 0)
+        totals["certificate_expired"] += int(lapsed or 0)
+    return totals
+
+
+@dataclass(frozen=True)
+class RegisterRow:
+    """One entry as the register shows it."""
+
+    application: UseApplication
+    document: ClauseDocument | None
+    contract: Contract | None
+    attached_version: ClauseVersion | None  # the 特記事項 version attached to the contract
+    lifecycle: LifecycleState | None
+    today: date
+
+    @property
+    def service(self) -> ExternalService:
+        return self.application.service
+
+    @property
+    def ismap(self) -> ismap.IsmapStatus:
+        return self.service.ismap_status(self.today, ISMAP_WARN_DAYS)
+
+    @property
+    def review_overdue(self) -> bool:
+        due = self.application.next_review_on
+        return bool(due and due < self.today and self.application.status != "retired")
+
+    @property
+    def review_soon(self) -> bool:
+        due = self.application.next_review_on
+        return bool(
+            due
+            and not self.review_overdue
+            and self.application.status != "retired"
+            and due <= self.today + timedelta(days=REVIEW_WARN_DAYS)
+        )
+
+    @property
+    def certificate_expired(self) -> bool:
+        expiry = self.service.earliest_expiry
+        return bool(expiry and expiry < self.today)
+
+    @property
+    def certificate_expiring(self) -> bool:
+        expiry = self.service.earliest_expiry
+        return bool(
+            expiry
+            and not self.certificate_expired
+            and expiry <= self.today + timedelta(days=CERTIFICATE_WARN_DAYS)
+        )
+
+
+def rows(
+    session: Session,
+    organisation_id: int,
+    filters: RegisterFilter,
+    today: date,
+    viewer: User | None = None,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[RegisterRow]:
+    """The entries as ``RegisterRow``s: the applications, their contracts and attached
+    versions, the managers' departments and the checklist states, in a fixed number of
+    queries."""
+    query = register_query(organisation_id, filters, today, viewer)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    applications = list(session.scalars(query).unique())
+    contracts = contracts_for(session, [a.assessment_id for a in applications if a.assessment_id])
+    version_ids = [
+        c.attached_version_id for _d, c in contracts.values() if c and c.attached_version_id
+    ]
+    versions = (
+        {
+            v.id: v
+            for v in session.scalars(
+                sa.select(ClauseVersion).where(ClauseVersion.id.in_(version_ids))
+            )
+        }
+        if version_ids
+        else {}
+    )
+    states = states_for(session, applications, today)
+    found = []
+    for a in applications:
+        document, contract = contracts.get(a.assessment_id or 0, (None, None))
+        found.append(
+            RegisterRow(
+                application=a,
+                document=document,
+                contract=contract,
+                attached_version=versions.get(contract.attached_version_id) if contract else None,
+                lifecycle=states.get(a.id),
+                today=today,
+            )
+        )
+    return found
+
+
+def departments_of(session: Session, organisation_id: int) -> dict[int, str]:
+    """id → name of the organisation's departments (the filter's choices)."""
+    return dict(
+        session.execute(
+            sa.select(Department.id, Department.name)
+            .where(Department.organisation_id == organisation_id)
+            .order_by(Department.name, Department.id)
+        ).all()
+    )
