@@ -820,3 +820,26 @@ def test_an_assessment_judged_conditional_is_approved_only_with_conditions(db, m
     )
     db.commit()
     assert reload(db, application).status == "conditional"
+
+
+def test_personal_data_entries_are_reviewed_at_least_yearly(db, make, org, cloud):
+    org.review_interval_months = 24
+    db.commit()
+    assessment = decided(db, make, org, cloud, personal_data=True)
+    service = service_from(db, cloud, assessment)
+    plain = filed(db, cloud, service, assessment)
+    personal = filed(db, cloud, service, assessment, personal_data=True)
+    for application in (plain, personal):
+        approvals.decide(
+            db,
+            application,
+            cloud["approver"],
+            approvals.DecisionInput(
+                "conditional", "承認", conditions="条件", manager_id=cloud["manager"].id, version=1
+            ),
+            TODAY,
+        )
+    db.commit()
+    high = plain.risk_rating in approvals.HIGH_RISK
+    assert plain.next_review_on == (date(2027, 5, 19) if high else date(2028, 11, 19))
+    assert personal.next_review_on == (date(2027, 5, 19) if high else date(2027, 11, 19))

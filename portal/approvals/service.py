@@ -85,6 +85,15 @@ def _text(value: str | None, label: str, *, required: bool = False, limit: int =
     return value
 
 
+def _require_approver(actor: User, application: UseApplication, message: str) -> None:
+    """The 許可権限者 of the application's organisation (decide, designate, 停止 / 廃止)."""
+    if (
+        not can(actor, Permission.APPLICATIONS_DECIDE)
+        or application.organisation_id != actor.organisation_id
+    ):
+        raise ApprovalError(message)
+
+
 def _check_version(row: Any, version: int) -> None:
     if row.version != version:
         raise Conflict()
@@ -686,11 +695,7 @@ def decide(
 ) -> bool:
     """The 許可権限者 decides. Returns True when the decision must be reported to the
     ネットワーク管理者 and CISO (conditional or high-risk approvals, 9.1(3))."""
-    if (
-        not can(actor, Permission.APPLICATIONS_DECIDE)
-        or application.organisation_id != actor.organisation_id
-    ):
-        raise ApprovalError("利用申請を許可する権限がありません。")
+    _require_approver(actor, application, "利用申請を許可する権限がありません。")
     if actor.id == application.applicant_id or not can_decide_application(actor, application):
         raise ApprovalError("自分が行った申請は、自分で判断できません（兼務の禁止）。")
     if application.status != "submitted":
@@ -806,11 +811,7 @@ def hand_over(
     today: date,
 ) -> ManagerAssignment:
     """A new 外部サービス管理者 from ``on``; the previous one's term ends the day before."""
-    if (
-        not can(actor, Permission.APPLICATIONS_DECIDE)
-        or application.organisation_id != actor.organisation_id
-    ):
-        raise ApprovalError("外部サービス管理者を指定する権限がありません。")
+    _require_approver(actor, application, "外部サービス管理者を指定する権限がありません。")
     if not application.active and application.status != "suspended":
         raise ApprovalError(
             "外部サービス管理者を引き継げるのは、利用中（承認・条件付承認・停止）のサービスだけです。"
@@ -843,11 +844,7 @@ def change_status(
     version: int,
 ) -> None:
     """停止 / 再開 / 廃止 of a register entry, with a reason."""
-    if (
-        not can(actor, Permission.APPLICATIONS_DECIDE)
-        or application.organisation_id != actor.organisation_id
-    ):
-        raise ApprovalError("台帳の状態を変更する権限がありません。")
+    _require_approver(actor, application, "台帳の状態を変更する権限がありません。")
     if action not in STATUS_ACTIONS:
         raise ApprovalError("操作を選んでください。")
     _check_version(application, version)
