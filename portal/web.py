@@ -57,6 +57,16 @@ TEMPORARY_PASSWORD_ALLOWED = {
 MAX_ID = 2**31 - 1
 
 
+def parse_id(raw: str | None, minimum: int = 1) -> int | None:
+    """A decimal id (``minimum=0`` for a version) from a form or query string: ASCII digits
+    within ``minimum``..MAX_ID, else None — never ``int()`` of arbitrary text."""
+    raw = (raw or "").strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+        return None
+    value = int(raw)
+    return value if minimum <= value <= MAX_ID else None
+
+
 class IdConverter(IntegerConverter):
     """``<int:…>`` in every route: 1 … 2³¹−1, so an absurd id is a plain 404 on every database
     (SQLite and PostgreSQL both fail on integers beyond their column type)."""

@@ -62,7 +62,9 @@ def test_characters_no_font_draws_become_geta_and_the_text_stays_readable():
     pdf = render_pdf(page("<p>前の文。👩‍💻 ก 𠮷 髙﨑 é́ <b>&lt;img&gt;</b>後の文。</p>"))
 
     text = pdf_text(pdf)
-    assert "前の文。〓〓 〓 〓 髙﨑 é́ <img>後の文。" in text.replace("\u200d", "")  # the joiner draws nothing
+    assert "前の文。〓〓 〓 〓 髙﨑 é́ <img>後の文。" in text.replace(
+        "\u200d", ""
+    )  # the joiner draws nothing
     assert "👩" not in text
 
 

@@ -171,6 +171,22 @@ class ExternalService(TimestampMixin, Base):
     def label(self) -> str:
         return f"{self.name}（{self.vendor_company.name}）"
 
+    @property
+    def ismap_kind_label(self) -> str:
+        return ISMAP_KINDS.get(self.ismap_kind, self.ismap_kind)
+
+    @property
+    def ismap_scope_label(self) -> str:
+        return SCOPE_CHOICES.get(self.ismap_scope_covers or "", "未確認")
+
+    @property
+    def governing_law_label(self) -> str:
+        return LAW_CHOICES.get(self.governing_law or "", "未確認")
+
+    @property
+    def jurisdiction_label(self) -> str:
+        return COURT_CHOICES.get(self.jurisdiction or "", "未確認")
+
 
 class ServicePlan(Base):
     """A plan or edition of a service (Standard, Enterprise, 自治体向けプラン …)."""
@@ -266,6 +282,10 @@ class UseApplication(TimestampMixin, Base):
     @property
     def status_label(self) -> str:
         return STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def decision_label(self) -> str:
+        return DECISIONS.get(self.decision or "", "")
 
     @property
     def category_label(self) -> str:

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
 from portal.approvals.models import (
@@ -62,6 +62,18 @@ TRANSITIONS = {
     ("suspended", "retire"): "retired",
 }
 STATUS_ACTIONS = {"suspend": "停止", "resume": "再開", "retire": "廃止"}
+
+
+# What a list of applications shows (service, provider, plan, department, applicant, manager,
+# terms): loaded with the list, not once per row.
+LISTED = (
+    selectinload(UseApplication.service).selectinload(ExternalService.vendor_company),
+    selectinload(UseApplication.plan),
+    selectinload(UseApplication.department),
+    selectinload(UseApplication.applicant),
+    selectinload(UseApplication.managers),
+    selectinload(UseApplication.terms_versions),
+)
 
 
 class ApprovalError(ValueError):
@@ -362,6 +374,9 @@ def services_of(session: Session, organisation_id: int) -> list[ExternalService]
     return list(
         session.scalars(
             sa.select(ExternalService)
+            .options(
+                selectinload(ExternalService.vendor_company), selectinload(ExternalService.plans)
+            )
             .where(ExternalService.organisation_id == organisation_id)
             .order_by(ExternalService.name, ExternalService.id)
         )
@@ -943,6 +958,7 @@ def reported_since(session: Session, organisation_id: int, since: datetime) -> l
     return list(
         session.scalars(
             sa.select(UseApplication)
+            .options(*LISTED)
             .where(
                 UseApplication.organisation_id == organisation_id,
                 UseApplication.reported.is_(True),
@@ -958,6 +974,7 @@ def managed_by(session: Session, user: User) -> list[UseApplication]:
     return list(
         session.scalars(
             sa.select(UseApplication)
+            .options(*LISTED)
             .join(ManagerAssignment, ManagerAssignment.application_id == UseApplication.id)
             .where(
                 ManagerAssignment.user_id == user.id,

@@ -11,6 +11,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import contains_eager, selectinload
 from wtforms import SelectChoice
 
 from portal.approvals import service as approvals
@@ -45,10 +46,11 @@ from portal.permissions import (
 )
 from portal.questionnaires.countries import COUNTRIES
 from portal.questionnaires.schema import DATA_PURPOSES
+from portal.scoring.engine import DECISIONS as OUTCOME_DECISIONS
 from portal.scoring.engine import RATINGS
 from portal.users.models import User
 from portal.vendors import service as vendors
-from portal.web import MAX_ID, today_jst
+from portal.web import parse_id, today_jst
 
 bp = Blueprint("approvals", __name__, template_folder="templates")
 log = logging.getLogger(__name__)
@@ -80,8 +82,7 @@ def _application_or_404(application_id: int) -> UseApplication:
 
 
 def _id_arg(name: str) -> int | None:
-    raw = request.args.get(name, "")
-    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ID else None
+    return parse_id(request.args.get(name))
 
 
 def _detail(application: UseApplication):
@@ -142,11 +143,8 @@ def service_new():
     form = NewServiceForm()
     if request.method == "POST":
         raw = form.assessment_id.data or ""
-        assessment = (
-            db.get(Assessment, int(raw))
-            if raw.isascii() and raw.isdigit() and int(raw) <= MAX_ID
-            else None
-        )
+        assessment_id = parse_id(raw)
+        assessment = db.get(Assessment, assessment_id) if assessment_id else None
         if raw and (
             assessment is None or not can_view_engagement(current_user, assessment.engagement)
         ):
@@ -200,6 +198,7 @@ def service_detail(service_id: int):
         a
         for a in db.scalars(
             sa.select(UseApplication)
+            .options(*approvals.LISTED)
             .where(UseApplication.service_id == service.id)
             .order_by(UseApplication.id.desc())
         )
@@ -277,6 +276,7 @@ def applications():
         a
         for a in db.scalars(
             sa.select(UseApplication)
+            .options(*approvals.LISTED)
             .where(
                 UseApplication.organisation_id == current_user.organisation_id,
                 UseApplication.status.in_(("submitted", "returned", "rejected")),
@@ -304,6 +304,7 @@ def _application_choices(form: ApplicationForm, service_id: int | None) -> None:
     assessments = db.scalars(
         sa.select(Assessment)
         .join(Engagement, Engagement.id == Assessment.engagement_id)
+        .options(contains_eager(Assessment.engagement), selectinload(Assessment.vendor_company))
         .where(Assessment.organisation_id == org_id)
         .order_by(Assessment.id.desc())
     )
@@ -316,14 +317,6 @@ def _application_choices(form: ApplicationForm, service_id: int | None) -> None:
         if can_view_engagement(current_user, a.engagement)
         and (chosen is None or a.vendor_company_id == chosen.vendor_company_id)
     ]
-
-
-def _optional_int(value: str | None) -> int | None:
-    return (
-        int(value)
-        if value and value.isascii() and value.isdigit() and int(value) <= MAX_ID
-        else None
-    )
 
 
 def _terms_input(form) -> approvals.TermsInput:
@@ -348,8 +341,8 @@ def _application_input(form: ApplicationForm) -> approvals.ApplicationInput:
     return approvals.ApplicationInput(
         department_id=form.department_id.data,
         service_id=form.service_id.data,
-        plan_id=_optional_int(form.plan_id.data),
-        assessment_id=_optional_int(form.assessment_id.data),
+        plan_id=parse_id(form.plan_id.data),
+        assessment_id=parse_id(form.assessment_id.data),
         purpose=form.purpose.data or "",
         business=form.business.data or "",
         network_segment=form.network_segment.data,
@@ -492,6 +485,7 @@ def _render_detail(application: UseApplication, decision_form: DecisionForm | No
         service=application.service,
         state=state,
         ratings=RATINGS,
+        outcome_labels=OUTCOME_DECISIONS,
         show_assessment=application.assessment is not None
         and can_view_engagement(current_user, application.assessment.engagement),
         contract=contract[1] if contract else None,
@@ -561,7 +555,7 @@ def decide(application_id: int):
                 reason=form.reason.data or "",
                 conditions=form.conditions.data or "",
                 override_reason=form.override_reason.data or "",
-                manager_id=_optional_int(form.manager_id.data),
+                manager_id=parse_id(form.manager_id.data),
                 version=form.expected_version() or 0,
             ),
             today_jst(),
@@ -592,7 +586,7 @@ def handover(application_id: int):
             db,
             application,
             _actor(),
-            user_id=_optional_int(form.manager_id.data),
+            user_id=parse_id(form.manager_id.data),
             on=form.appointed_on.data,
             note=form.note.data or "",
             version=form.expected_version() or 0,

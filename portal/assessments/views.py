@@ -39,7 +39,7 @@ from portal.questionnaires.conditions import visible_sections
 from portal.questionnaires.countries import COUNTRIES
 from portal.questionnaires.schema import PREFILL_SOURCES
 from portal.users.models import User
-from portal.web import MAX_ID, today_jst
+from portal.web import parse_id, today_jst
 
 bp = Blueprint("assessments", __name__, url_prefix="/assessments", template_folder="templates")
 
@@ -305,10 +305,10 @@ def submit(assessment_id: int):
 def copy(assessment_id: int):
     """Fill empty answers from an earlier assessment of the same company."""
     assessment = _for_vendor(assessment_id)
-    raw = request.form.get("source", "")
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+    source_id = parse_id(request.form.get("source"))
+    if source_id is None:
         abort(404)
-    source = get_session().get(Assessment, int(raw))
+    source = get_session().get(Assessment, source_id)
     if source is None or not can_answer(current_user, source):
         abort(404)
     db = get_session()

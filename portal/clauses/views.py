@@ -18,7 +18,7 @@ from portal.db import get_session
 from portal.pdf.render import PdfRenderError, asset_path
 from portal.pdf.web import RATE_LIMIT_MESSAGE, pdf_response, rate_limited
 from portal.permissions import Permission, can_edit_engagement, can_view_engagement, require
-from portal.web import MAX_ID
+from portal.web import parse_id
 
 bp = Blueprint("clauses", __name__, url_prefix="/assessments", template_folder="templates")
 
@@ -102,8 +102,8 @@ def options(assessment_id: int):
             for error in errors:
                 flash(error, "error")
         return _page(assessment)
-    version = form.version.data or "0"
-    if not (version.isascii() and version.isdigit() and int(version) <= MAX_ID):
+    version = parse_id(form.version.data or "0", minimum=0)
+    if version is None:
         abort(400)
     included = {v for v in request.form.getlist("included") if len(v) <= 100}
     try:
@@ -113,7 +113,7 @@ def options(assessment_id: int):
             current_user,
             included=included,
             special_terms=form.special_terms.data or "",
-            version=int(version),
+            version=version,
         )
     except ClauseError as exc:
         db.rollback()
@@ -194,11 +194,11 @@ def compare(assessment_id: int):
     document = service.document_of(db, assessment)
     numbers = []
     for name in ("before", "after"):
-        raw = request.args.get(name, "")
-        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID):
+        number = parse_id(request.args.get(name))
+        if number is None:
             flash("比較する2つの版を選んでください。", "error")
             return _page(assessment, 302)
-        numbers.append(int(raw))
+        numbers.append(number)
     try:
         before, after = (service.version_of(db, document, n) for n in sorted(numbers))
     except LookupError:
@@ -221,8 +221,8 @@ def contract(assessment_id: int):
     document = service.document_of(db, assessment)
     versions = service.versions_of(db, document)
     form = _contract_form(versions, None, formdata=request.form)
-    version = form.version.data or "0"
-    if not (version.isascii() and version.isdigit() and int(version) <= MAX_ID):
+    version = parse_id(form.version.data or "0", minimum=0)
+    if version is None:
         abort(400)
     if form.validate():
         data = ContractInput(
@@ -235,7 +235,7 @@ def contract(assessment_id: int):
             attached_version_id=int(form.attached_version.data)
             if form.attached_version.data
             else None,
-            version=int(version),
+            version=version,
         )
         try:
             service.record_contract(db, assessment, current_user, data)

@@ -14,7 +14,7 @@ from portal.evaluations.reports import compare_rows, earlier_assessments, report
 from portal.permissions import Permission, can_confirm, can_review, can_view_engagement, require
 from portal.questionnaires.countries import COUNTRIES
 from portal.scoring.engine import DECISIONS
-from portal.web import MAX_ID, today_jst
+from portal.web import parse_id, today_jst
 
 bp = Blueprint("evaluations", __name__, url_prefix="/assessments", template_folder="templates")
 
@@ -93,8 +93,8 @@ def _review_input(form) -> service.ReviewInput:
     raw_points = form.get("manual_points", "").strip()
     if raw_points and not (raw_points.isascii() and raw_points.isdigit() and len(raw_points) <= 3):
         raise service.EvaluationError("点数は0以上の整数で入力してください。")
-    raw_version = form.get("version", "0")
-    if not (raw_version.isascii() and raw_version.isdigit() and int(raw_version) <= MAX_ID):
+    version = parse_id(form.get("version", "0"), minimum=0)
+    if version is None:
         abort(400)
     return service.ReviewInput(
         checked=form.get("checked") == "1",
@@ -103,7 +103,7 @@ def _review_input(form) -> service.ReviewInput:
         override_reason=form.get("override_reason", ""),
         vendor_comment=form.get("vendor_comment", ""),
         internal_note=form.get("internal_note", ""),
-        version=int(raw_version),
+        version=version,
     )
 
 
@@ -231,9 +231,10 @@ def compare(assessment_id: int):
     raw = request.args.get("with", "")
     other = None
     if raw:
-        if not (raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID):
+        other_id = parse_id(raw)
+        if other_id is None:
             abort(404)
-        other = next((a for a in candidates if a.id == int(raw)), None)
+        other = next((a for a in candidates if a.id == other_id), None)
         if other is None:
             abort(404)
     elif candidates:

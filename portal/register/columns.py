@@ -12,12 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from portal.approvals.models import (
-    COURT_CHOICES,
-    ISMAP_KINDS,
-    LAW_CHOICES,
-    SCOPE_CHOICES,
-)
 from portal.questionnaires.countries import COUNTRIES
 from portal.questionnaires.schema import DATA_PURPOSES
 from portal.scoring.engine import RATINGS
@@ -190,10 +184,6 @@ def _hours(value: int | None) -> str:
     return f"{value}時間" if value is not None else ""
 
 
-def _choice(choices: dict[str, str], value: str | None) -> str:
-    return choices.get(value or "", value or "")
-
-
 COLUMNS: tuple[Column, ...] = (
     Column("id", "申請番号", lambda r: r.application.id, 9),
     Column("service", "サービス名", lambda r: r.service.name, 28),
@@ -264,9 +254,7 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("handovers", "外部サービス管理者の引継ぎ回数", _handovers, 10),
     Column("manager_history", "外部サービス管理者の履歴", _manager_history, 30),
-    Column(
-        "ismap_kind", "ISMAPの登録区分", lambda r: _choice(ISMAP_KINDS, r.service.ismap_kind), 12
-    ),
+    Column("ismap_kind", "ISMAPの登録区分", lambda r: r.service.ismap_kind_label, 12),
     Column("ismap_number", "ISMAP登録番号", lambda r: r.service.ismap_number, 14),
     Column("ismap_registered_on", "ISMAP登録日", lambda r: r.service.ismap_registered_on, 12),
     Column(
@@ -280,17 +268,15 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "ismap_scope",
         "言明の範囲にサービスが含まれるか",
-        lambda r: _choice(SCOPE_CHOICES, r.service.ismap_scope_covers),
+        lambda r: r.service.ismap_scope_label,
         12,
     ),
     Column("ismap_checked_on", "ISMAP登録の最終確認日", lambda r: r.service.ismap_checked_on, 12),
     Column("certificates", "その他の認証（有効期限）", _certificates, 40),
     Column("earliest_expiry", "最も早い証明書の有効期限", _earliest_expiry, 20),
     Column("data_locations", "データの保存場所（用途・国・地域）", _data_locations, 34),
-    Column("governing_law", "準拠法", lambda r: _choice(LAW_CHOICES, r.service.governing_law), 14),
-    Column(
-        "jurisdiction", "管轄裁判所", lambda r: _choice(COURT_CHOICES, r.service.jurisdiction), 16
-    ),
+    Column("governing_law", "準拠法", lambda r: r.service.governing_law_label, 14),
+    Column("jurisdiction", "管轄裁判所", lambda r: r.service.jurisdiction_label, 16),
     Column("subcontractors", "再委託先（名称・国・役割・承認日）", _subcontractors, 40),
     Column("sla_availability", "稼働率（SLA）", _sla, 10),
     Column("rto", "目標復旧時間（RTO）", lambda r: _hours(r.service.rto_hours), 10),

@@ -36,7 +36,7 @@ from portal.register.columns import COLUMNS, Column
 from portal.scoring import ismap
 from portal.users.models import User
 from portal.vendors.models import VendorCompany
-from portal.web import MAX_ID
+from portal.web import parse_id
 
 __all__ = [
     "COLUMNS",
@@ -80,11 +80,6 @@ REVIEW_FILTERS = {
 CLASSIFICATION_FILTERS = CLASSIFICATION_LABELS
 
 
-def _id(raw: str | None) -> int | None:
-    raw = (raw or "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID else None
-
-
 @dataclass(frozen=True)
 class RegisterFilter:
     """What the register is narrowed to. Built from query (or form) arguments by ``parse``;
@@ -109,7 +104,7 @@ class RegisterFilter:
         keyword = " ".join((args.get("keyword") or "").split())[:KEYWORD_LIMIT]
         return cls(
             status=pick("status", STATUS_FILTERS),
-            department_id=_id(args.get("department_id")),
+            department_id=parse_id(args.get("department_id")),
             max_classification=int(classification) if classification else None,
             segment=pick("segment", SEGMENTS),
             ismap=pick("ismap", ISMAP_FILTERS),
