@@ -11,11 +11,23 @@ from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.audit.models import AuditChain, AuditEvent
 from portal.auth.models import ActionToken, LoginAttempt, RecoveryCode
 from portal.clauses.models import ClauseDocument, ClauseVersion, Contract
+from portal.contractor_audits.models import ContractorAudit
 from portal.engagements.models import Engagement
 from portal.evaluations.models import AnswerReview, Outcome, Score
 from portal.evidence.models import EvidenceFile
 from portal.lifecycle.models import LifecycleCheck
 from portal.orgs.models import Department, Organisation
+from portal.reviews.models import (
+    Confirmation,
+    ConfirmationSection,
+    ExitCheck,
+    Finding,
+    ReminderLog,
+    ReviewFile,
+    ReviewSchedule,
+    ReviewTrigger,
+    VendorReport,
+)
 from portal.users.models import User, UserRole, user_department
 from portal.vendors.models import OrganisationVendor, VendorAccess, VendorCompany
 
@@ -29,11 +41,16 @@ __all__ = [
     "AuditEvent",
     "ClauseDocument",
     "ClauseVersion",
+    "Confirmation",
+    "ConfirmationSection",
     "Contract",
+    "ContractorAudit",
     "Department",
     "Engagement",
     "EvidenceFile",
+    "ExitCheck",
     "ExternalService",
+    "Finding",
     "LifecycleCheck",
     "LoginAttempt",
     "ManagerAssignment",
@@ -41,6 +58,10 @@ __all__ = [
     "OrganisationVendor",
     "Outcome",
     "RecoveryCode",
+    "ReminderLog",
+    "ReviewFile",
+    "ReviewSchedule",
+    "ReviewTrigger",
     "Score",
     "ServicePlan",
     "TermsVersion",
@@ -49,5 +70,6 @@ __all__ = [
     "UserRole",
     "VendorAccess",
     "VendorCompany",
+    "VendorReport",
     "user_department",
 ]

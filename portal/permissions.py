@@ -64,6 +64,10 @@ class Permission(StrEnum):
     APPLICATIONS_FILE = "applications.file"  # 利用申請 (and the service records behind it)
     APPLICATIONS_DECIDE = "applications.decide"  # 許可権限者: decide, designate, 停止 / 廃止
     LIFECYCLE_RECORD = "lifecycle.record"  # 外部サービス管理者: build / operation / exit checks
+    REVIEWS_VIEW = "reviews.view"  # 定期確認: schedules, confirmations, findings, dashboards
+    REVIEWS_MANAGE = "reviews.manage"  # open and review confirmations, findings, exit, schedules
+    REVIEWS_ANSWER = "reviews.answer"  # vendor: answer confirmations, report incidents / changes
+    CONTRACTOR_AUDITS_MANAGE = "contractor_audits.manage"  # 10.1(4): plan and record audits
 
 
 _ALL_STAFF = set(STAFF_ROLES)
@@ -92,6 +96,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.CLAUSES_MANAGE,
             Permission.REGISTER_VIEW,
             Permission.APPLICATIONS_FILE,
+            Permission.REVIEWS_VIEW,
+            Permission.REVIEWS_MANAGE,
         }
     ),
     Role.APPROVER: frozenset(
@@ -103,6 +109,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ASSESSMENTS_CONFIRM,
             Permission.REGISTER_VIEW,
             Permission.APPLICATIONS_DECIDE,
+            Permission.REVIEWS_VIEW,
         }
     ),
     Role.SERVICE_MANAGER: frozenset(
@@ -113,6 +120,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.EVIDENCE_READ,
             Permission.REGISTER_VIEW,
             Permission.LIFECYCLE_RECORD,
+            Permission.REVIEWS_VIEW,
         }
     ),
     Role.CISO: frozenset(
@@ -124,6 +132,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.EVIDENCE_READ,
             Permission.ASSESSMENTS_CONFIRM,
             Permission.REGISTER_VIEW,
+            Permission.REVIEWS_VIEW,
+            Permission.CONTRACTOR_AUDITS_MANAGE,
         }
     ),
     Role.NETWORK_ADMIN: frozenset(
@@ -135,6 +145,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.EVIDENCE_READ,
             Permission.ASSESSMENTS_CONFIRM,
             Permission.REGISTER_VIEW,
+            Permission.REVIEWS_VIEW,
         }
     ),
     Role.AUDITOR: frozenset(
@@ -145,6 +156,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENGAGEMENTS_VIEW,
             Permission.EVIDENCE_READ,
             Permission.REGISTER_VIEW,
+            Permission.REVIEWS_VIEW,
+            Permission.CONTRACTOR_AUDITS_MANAGE,
         }
     ),
     Role.VENDOR: frozenset(
@@ -153,6 +166,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VENDOR_PROFILE,
             Permission.ASSESSMENTS_ANSWER,
             Permission.EVIDENCE_READ,
+            Permission.REVIEWS_ANSWER,
         }
     ),
 }

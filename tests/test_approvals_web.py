@@ -843,5 +843,6 @@ def test_personal_data_entries_are_reviewed_at_least_yearly(db, make, org, cloud
         )
     db.commit()
     high = plain.risk_rating in approvals.HIGH_RISK
-    assert plain.next_review_on == (date(2027, 5, 19) if high else date(2028, 11, 19))
+    # 2028-11-19 is a Sunday: the review moves to the next business day.
+    assert plain.next_review_on == (date(2027, 5, 19) if high else date(2028, 11, 20))
     assert personal.next_review_on == (date(2027, 5, 19) if high else date(2027, 11, 19))

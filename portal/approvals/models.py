@@ -34,9 +34,10 @@ STATUS_LABELS = {
     "conditional": "条件付承認",
     "rejected": "却下",
     "suspended": "停止",
+    "ending": "廃止手続中",  # the exit checklist (9.2(7)) is open
     "retired": "廃止",
 }
-REGISTER_STATES = ("approved", "conditional", "suspended", "retired")
+REGISTER_STATES = ("approved", "conditional", "suspended", "ending", "retired")
 ACTIVE_STATES = ("approved", "conditional")
 DECISIONS = {
     "approve": "承認",
@@ -241,6 +242,8 @@ class UseApplication(TimestampMixin, Base):
     status_reason: Mapped[str] = mapped_column(
         sa.Text, default=""
     )  # of the last 停止 / 廃止 / 再開
+    # 廃止 before the exit checklist is complete: who decided it and why.
+    exit_override_reason: Mapped[str] = mapped_column(sa.Text, default="")
     version: Mapped[int] = mapped_column(default=1)
 
     department: Mapped[Department] = relationship()
@@ -266,7 +269,7 @@ class UseApplication(TimestampMixin, Base):
         sa.CheckConstraint("category IN ('9.1', '9.2', '9.3')", name="category"),
         sa.CheckConstraint(
             "status IN ('submitted', 'returned', 'approved', 'conditional', 'rejected', "
-            "'suspended', 'retired')",
+            "'suspended', 'ending', 'retired')",
             name="status",
         ),
         sa.CheckConstraint("max_confidentiality BETWEEN 1 AND 3", name="confidentiality"),

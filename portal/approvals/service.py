@@ -41,13 +41,13 @@ from portal.permissions import (
     can_view_engagement,
 )
 from portal.questionnaires.schema import CERTIFICATION_KINDS, SEGMENTS
-from portal.scoring.ismap import add_months_period_end
+from portal.reviews import schedules
+from portal.reviews.schedules import HIGH_RISK
 from portal.users.models import User, UserRole
 from portal.vendors import service as vendors
+from portal.web import today_jst
 
 MAX_TEXT = 2000
-HIGH_RISK = ("high", "unacceptable")
-
 TRANSITIONS = {
     ("submitted", "approve"): "approved",
     ("submitted", "conditional"): "conditional",
@@ -679,20 +679,14 @@ def _manager(session: Session, application: UseApplication, user_id: int | None)
 
 
 def review_interval_months(application: UseApplication) -> int:
-    """The organisation's interval, shorter for high risk; personal data at least yearly
-    (個人情報保護委員会: contractors handling 保有個人情報 are checked at least once a year)."""
-    organisation = application.organisation
-    months = (
-        organisation.high_risk_review_interval_months
-        if application.risk_rating in HIGH_RISK
-        else organisation.review_interval_months
-    )
-    personal = (
+    """The organisation's interval, shorter for high risk; personal data at least yearly."""
+    return schedules.default_interval(
+        application.organisation,
+        application.risk_rating,
         application.personal_data
         or application.specific_personal_data
-        or application.sensitive_personal_data
+        or application.sensitive_personal_data,
     )
-    return min(months, 12) if personal else months
 
 
 @dataclass
@@ -764,7 +758,7 @@ def decide(
         or application.risk_rating in HIGH_RISK
         or bool(application.override_reason)
     )
-    application.next_review_on = add_months_period_end(today, review_interval_months(application))
+    application.next_review_on = schedules.regular_due(today, review_interval_months(application))
     service = application.service
     service.set_rows(
         "subcontractors",
@@ -784,6 +778,7 @@ def decide(
     )
     move(session, application, data.decision, actor, details=details)
     _designate(session, application, actor, manager, today, "承認時に指定")
+    schedules.open_for_application(session, application, actor, today)
     return application.reported
 
 
@@ -907,6 +902,18 @@ def record_terms(
             "source": version.source,
         },
     )
+    schedule = schedules.schedule_of_application(session, application)
+    if schedule is not None:
+        today = today_jst()
+        schedules.add_trigger(
+            session,
+            schedule,
+            "terms_change",
+            key=f"terms_change:{version.sha256}",
+            occurred_on=today,
+            detail=f"利用規約の新しい版（SHA-256 {version.sha256[:12]}…）",
+            actor=actor,
+        )
     return version
 
 

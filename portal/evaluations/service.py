@@ -20,6 +20,7 @@ from portal.evidence.service import files_by_question
 from portal.permissions import can_confirm, can_review
 from portal.questionnaires import loader
 from portal.questionnaires.conditions import visible_questions
+from portal.reviews import schedules
 from portal.scoring import engine, rules
 from portal.scoring.engine import DECISIONS, ScoreCard
 from portal.users.models import User
@@ -326,6 +327,7 @@ def finish(
         actor,
         details={"decision": decision, "score_id": score.id, "rating": card.rating},
     )
+    schedules.open_for_assessment(session, assessment, actor)
     return outcome
 
 
@@ -355,6 +357,7 @@ def confirm(
             actor,
             details={"decision": outcome.decision, "comment": comment_text},
         )
+        schedules.open_for_assessment(session, assessment, actor)
         return
     if not comment_text:
         raise EvaluationError("差し戻す理由を入力してください。")

@@ -33,6 +33,8 @@ class LifecycleCheck(Base):
     checked_on: Mapped[date] = mapped_column(sa.Date)
     evidence: Mapped[str] = mapped_column(sa.Text, default="")  # 証跡: what shows it, where kept
     note: Mapped[str] = mapped_column(sa.Text, default="")
+    # The uploaded proof where the item needs one (the 消去証明書 of the exit checklist).
+    file_id: Mapped[int | None] = mapped_column(sa.ForeignKey("review_file.id"))
     recorded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
