@@ -59,6 +59,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
     from portal.clauses.views import bp as clauses_bp
+    from portal.contractor_audits.views import bp as contractor_audits_bp
     from portal.engagements.views import bp as engagements_bp
     from portal.evaluations.views import bp as evaluations_bp
     from portal.evidence.views import bp as evidence_bp
@@ -66,6 +67,12 @@ def register_blueprints(app: Flask) -> None:
     from portal.mail import bp as mail_bp
     from portal.main.views import bp as main_bp
     from portal.register.views import bp as register_bp
+    from portal.reports.views import bp as reports_bp
+    from portal.reviews.confirmation_views import bp as confirmations_bp
+    from portal.reviews.exit_views import bp as exits_bp
+    from portal.reviews.file_views import bp as review_files_bp
+    from portal.reviews.findings_views import bp as findings_bp
+    from portal.reviews.report_views import bp as vendor_reports_bp
     from portal.vendors.views import bp as vendors_bp
 
     app.register_blueprint(main_bp)
@@ -81,6 +88,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(approvals_bp)
     app.register_blueprint(lifecycle_bp)
     app.register_blueprint(register_bp)
+    app.register_blueprint(reports_bp)
+    app.register_blueprint(review_files_bp)
+    app.register_blueprint(confirmations_bp)
+    app.register_blueprint(exits_bp)
+    app.register_blueprint(findings_bp)
+    app.register_blueprint(contractor_audits_bp)
+    app.register_blueprint(vendor_reports_bp)
     app.register_blueprint(mail_bp)
 
 
@@ -91,6 +105,7 @@ def register_cli(app: Flask) -> None:
     from portal.demo import demo_code, seed_demo
     from portal.evidence.cli import evidence_cli
     from portal.questionnaires.cli import questionnaires_cli
+    from portal.reviews.cli import send_reminders
     from portal.users.cli import create_admin
 
     app.cli.add_command(db_cli)
@@ -101,3 +116,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_code)
     app.cli.add_command(questionnaires_cli)
     app.cli.add_command(evidence_cli)
+    app.cli.add_command(send_reminders)

@@ -131,6 +131,9 @@ def load_config(instance_path: Path, env: dict[str, str] | None = None) -> dict[
         "MAIL_STARTTLS": _bool(env, "PORTAL_MAIL_STARTTLS", True),
         "MAIL_SENDER": env.get("PORTAL_MAIL_SENDER", "portal@localhost"),
         "MAIL_OUTBOX": outbox_dir,
+        # send-reminders: items overdue by more than this many days go to the ネットワーク管理者
+        # and CISO (対策基準 9.1(3)).
+        "REMINDER_ESCALATION_DAYS": _int(env, "PORTAL_REMINDER_ESCALATION_DAYS", 14),
         # Flask-WTF
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": production,

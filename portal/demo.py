@@ -26,6 +26,7 @@ from portal.db import get_session, utcnow, writing
 from portal.orgs import service as orgs
 from portal.orgs.models import Organisation
 from portal.permissions import STAFF_ROLES, Role
+from portal.reviews import demo as reviews_demo
 from portal.users.models import User
 from portal.vendors.corporate_number import with_check_digit
 from portal.vendors.models import OrganisationVendor, VendorCompany
@@ -267,6 +268,8 @@ def seed_demo(password: str | None, as_json: bool) -> None:
         clauses_demo.seed(session, org)
         session.flush()
         approvals_demo.seed(session, org)
+        session.flush()
+        reviews_demo.seed(session, org)
     session = get_session()
 
     def known_password(user: User) -> str | None:

@@ -17,6 +17,7 @@ from portal.approvals.models import ExternalService, ManagerAssignment, UseAppli
 from portal.audit.models import AuditEvent
 from portal.evaluations.models import Score
 from portal.permissions import Role
+from portal.reviews.schedules import schedule_of_application
 from tests.helpers import flashes, outbox, reload, soup, text_of
 from tests.test_review_web import signed_in, submitted
 
@@ -582,7 +583,14 @@ def test_suspending_resuming_and_retiring_need_a_reason(app, db, make, org, clou
         {"action": "retire", "reason": "後継サービスへ移行した。"},
         "form[data-form=status]",
     )
-    assert reload(db, application).status == "retired"
+    # 廃止 opens the exit checklist (9.2(7)): 廃止手続中 until it is complete.
+    assert reload(db, application).status == "ending"
+    assert schedule_of_application(db, application).status == "ending"
+    page = approver.get(f"/applications/{application.id}")
+    assert text_of(page, "[data-field=status]").startswith("状態: 廃止手続中")
+    assert "後継サービスへ移行した。" in text_of(page, "[data-field=status]")
+    assert soup(page).select_one("form[data-form=status]") is None
+    assert soup(page).select_one("[data-section=retirement] form[data-form=retire-override]")
     # Staff cannot change the register's status.
     staff = signed_in(app, cloud["staff"])
     response = staff.post(

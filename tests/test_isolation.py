@@ -76,6 +76,12 @@ def objects_of(arranged) -> dict:
         "terms_id": arranged.terms.id,
         "phase": "build",
         "item_key": "access_control",
+        "schedule_id": arranged.schedule.id,
+        "confirmation_id": arranged.confirmation.id,
+        "finding_id": arranged.finding.id,
+        "report_id": arranged.report.id,
+        "audit_id": arranged.audit.id,
+        "file_id": arranged.review_file.id,
     }
 
 
@@ -260,7 +266,13 @@ def test_a_vendor_sees_its_own_company_only_and_no_staff_page(app, db, make, two
         assert error_title(response) == "アクセス権限がありません"
     # No link to a staff page in the vendor's navigation.
     links = {a["href"] for a in soup(browser.get("/")).select("nav a[href]")}
-    assert links <= {"/", "/vendor/profile", "/auth/account"}
+    assert links <= {
+        "/",
+        "/vendor/profile",
+        "/vendor/confirmations",
+        "/vendor/reports",
+        "/auth/account",
+    }
 
 
 def test_a_vendor_edits_only_its_own_company_whatever_the_form_says(app, db, make, two):

@@ -4,9 +4,12 @@ validated data, the state computed from the records, recording through the web b
 
 from __future__ import annotations
 
+import io
 import json
 import tomllib
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -15,16 +18,32 @@ import time_machine
 from portal.approvals import service as approvals
 from portal.approvals.models import UseApplication
 from portal.audit.models import AuditEvent
+from portal.evidence.scanner import NoScanner
 from portal.lifecycle import checklists, service
 from portal.lifecycle.models import LifecycleCheck
 from portal.lifecycle.service import LifecycleError
 from portal.permissions import Role
+from portal.reviews.models import ReviewFile
+from portal.reviews.schedules import schedule_of_application
 from portal.web import JST
 from tests.helpers import flashes, soup, text_of
+from tests.test_evidence_files import pdf_bytes
 from tests.test_review_web import signed_in
 
 DECIDED = date(2026, 5, 1)
 TERMS = "第1条 本規約は、当社の動画配信サービスの利用条件を定める。".encode()
+
+
+@dataclass
+class Upload:
+    """A file as a form uploads it (``filename`` and ``stream``)."""
+
+    filename: str
+    content: bytes
+    stream: io.BytesIO = field(init=False)
+
+    def __post_init__(self):
+        self.stream = io.BytesIO(self.content)
 
 
 def at(day: date, hour: int = 10):
@@ -451,7 +470,9 @@ def test_only_the_current_manager_records(db, make, org, team):
     assert [c.recorded_by_id for c in checks(db)] == [team["other_manager"].id]
 
 
-def test_after_retirement_only_exit_checks_are_recorded(db, make, org, team):
+def test_while_being_retired_only_exit_checks_are_recorded_the_certificate_with_its_file(
+    app, db, make, org, team
+):
     application = approved(db, make, org, team)
     with at(date(2027, 3, 31)):
         approvals.change_status(
@@ -459,16 +480,39 @@ def test_after_retirement_only_exit_checks_are_recorded(db, make, org, team):
             application.version,
         )  # fmt: skip
         db.commit()
+    assert application.status == "ending"  # 廃止手続中: the exit checklist is open
     with pytest.raises(LifecycleError, match="利用中"):
         record(db, application, team["manager"], "operation", "training", on=date(2027, 4, 2))
-    record(
+    # The deletion item needs the 消去証明書 itself, not only a note of where it is kept.
+    storage = {
+        "evidence_dir": Path(app.config["EVIDENCE_DIR"]),
+        "scanner": NoScanner(),
+        "max_bytes": 1024 * 1024,
+    }
+    with pytest.raises(LifecycleError, match="消去証明書のファイルを添付してください"):
+        record(
+            db, application, team["manager"], "exit", "data_deletion", on=date(2027, 4, 10),
+            evidence="消去証明書（2027年4月10日受領、文書管理システム 第123号）", **storage,
+        )  # fmt: skip
+    assert checks(db) == []
+    check = record(
         db, application, team["manager"], "exit", "data_deletion", on=date(2027, 4, 10),
         evidence="消去証明書（2027年4月10日受領、文書管理システム 第123号）",
+        upload=Upload("消去証明書.pdf", pdf_bytes()), **storage,
     )  # fmt: skip
+    db.rollback()
+    certificate = db.get(ReviewFile, check.file_id)
+    schedule = schedule_of_application(db, application)
+    assert certificate.schedule_id == schedule.id
+    assert certificate.purpose == "deletion_certificate"
+    assert certificate.original_name == "消去証明書.pdf"
     state = service.state_of(db, application, date(2027, 4, 10))
     assert state.exit_done == 1
     assert state.exit_label == f"1/{len(items('exit'))} 実施"
     assert not state.operation_overdue
+    assert [i.key for i in service.exit_missing(db, application)] == [
+        key for key in items("exit") if key != "data_deletion"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

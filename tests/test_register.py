@@ -21,7 +21,7 @@ from portal.approvals.models import ExternalService, UseApplication
 from portal.audit.models import AuditEvent
 from portal.clauses.models import ClauseDocument, ClauseVersion, Contract
 from portal.db import engine_for
-from portal.lifecycle import checklists
+from portal.lifecycle import checklists, retirement
 from portal.lifecycle.models import LifecycleCheck
 from portal.permissions import Role
 from portal.register import service as register
@@ -90,7 +90,9 @@ class Entry:
     specific_personal_data: bool = False
     decision: str | None = "approve"  # None: left submitted
     decided_on: date = TODAY
-    status_action: str | None = None  # suspend / retire after the decision
+    # After the decision: suspend / retire (→ 廃止手続中) / retire_override (→ 廃止 by the
+    # approver before the exit checklist is complete, with the reason).
+    status_action: str | None = None
     service: dict = field(default_factory=dict)  # ServiceInput fields
 
 
@@ -155,9 +157,17 @@ def make_entry(db, make, org, people, spec: Entry) -> UseApplication:
             db,
             application,
             people["approver"],
-            spec.status_action,
+            "retire" if spec.status_action == "retire_override" else spec.status_action,
             "テストのための変更",
             application.version,
+        )
+    if spec.status_action == "retire_override":
+        retirement.retire_with_override(
+            db,
+            application,
+            people["approver"],
+            reason="消去証明書の提出を待たずに廃止する。",
+            version=application.version,
         )
     db.commit()
     return application
@@ -301,7 +311,11 @@ def entries(db, make, org, people):
         make,
         org,
         people,
-        Entry("ファイル保管サービス", service=ismap(date(2025, 3, 31)), status_action="retire"),
+        Entry(
+            "ファイル保管サービス",
+            service=ismap(date(2025, 3, 31)),
+            status_action="retire_override",
+        ),
     )
     found["mail"] = make_entry(
         db,
@@ -607,6 +621,12 @@ def test_the_csv_has_every_column_and_is_safe_in_a_spreadsheet(app, db, entries,
     assert video["利用規約の再確認"] == ""
     assert video["リスク評価"] == "評価なし"
     assert records[entries["survey"].id]["利用規約の再確認"].startswith("要再確認")
+    storage = records[entries["storage"].id]
+    assert storage["状態"] == "廃止"
+    assert (
+        storage["利用終了時の確認を終えずに廃止した理由"] == "消去証明書の提出を待たずに廃止する。"
+    )
+    assert storage["利用終了時の確認"] == "未着手"
 
     [event] = export_events(db)
     assert event == {"format": "csv", "count": 5, "filters": {}}
@@ -820,6 +840,7 @@ def test_the_columns_are_defined_once_with_unique_headers():
         "利用の条件",
         "状態",
         "停止・廃止・再開の理由",
+        "利用終了時の確認を終えずに廃止した理由",
         "外部サービス管理者",
         "外部サービス管理者の所属",
         "外部サービス管理者の指定日",

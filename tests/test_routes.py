@@ -8,7 +8,7 @@ The helpers at the top are shared with ``tests/test_isolation.py``.
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
@@ -207,6 +207,7 @@ def arrange_evidence(db, arranged) -> None:
     db.add(arranged.evidence)
     db.commit()
     arrange_register_entry(db, arranged)
+    arrange_reviews(db, arranged)
 
 
 def arrange_register_entry(db, arranged) -> None:
@@ -278,6 +279,99 @@ def arrange_register_entry(db, arranged) -> None:
     db.commit()
 
 
+def arrange_reviews(db, arranged) -> None:
+    """定期確認 rows of the arranged register entry (the rows only): its schedule with an open
+    confirmation, a finding, a vendor report, a contractor audit and a file of each kind."""
+    from portal.contractor_audits.models import ContractorAudit
+    from portal.reviews.models import (
+        Confirmation,
+        ConfirmationSection,
+        Finding,
+        ReviewFile,
+        ReviewSchedule,
+        VendorReport,
+    )
+
+    staff = arranged.people[Role.STAFF]
+    arranged.schedule = ReviewSchedule(
+        organisation_id=arranged.org.id,
+        department_id=arranged.department.id,
+        vendor_company_id=arranged.company.id,
+        application_id=arranged.application.id,
+        title="無料アンケート",
+        interval_months=12,
+        starts_on=date(2026, 4, 1),
+        regular_due_on=date(2027, 3, 31),
+        due_on=date(2027, 3, 31),
+    )
+    db.add(arranged.schedule)
+    db.flush()
+    arranged.confirmation = Confirmation(
+        organisation_id=arranged.org.id,
+        schedule_id=arranged.schedule.id,
+        number=1,
+        reason="scheduled",
+        questionnaire_key="periodic",
+        questionnaire_version="2026.11",
+        period_from=date(2026, 4, 1),
+        period_to=date(2026, 11, 20),
+        due_on=date(2027, 3, 31),
+        opened_by_id=staff.id,
+    )
+    db.add(arranged.confirmation)
+    db.flush()
+    db.add(ConfirmationSection(confirmation_id=arranged.confirmation.id, section_key="staff"))
+    arranged.finding = Finding(
+        organisation_id=arranged.org.id,
+        department_id=arranged.department.id,
+        confirmation_id=arranged.confirmation.id,
+        severity="medium",
+        title="教育記録の不足",
+        corrective_action="教育記録を提出する",
+        owner_id=staff.id,
+        due_on=date(2027, 1, 31),
+        created_by_id=staff.id,
+    )
+    arranged.report = VendorReport(
+        organisation_id=arranged.org.id,
+        schedule_id=arranged.schedule.id,
+        vendor_company_id=arranged.company.id,
+        kind="incident",
+        occurred_at=datetime(2026, 11, 1, tzinfo=UTC),
+        summary="誤送信",
+        information_affected="アンケート結果",
+        reported_by_id=arranged.people[Role.VENDOR].id,
+    )
+    arranged.audit = ContractorAudit(
+        organisation_id=arranged.org.id,
+        department_id=arranged.department.id,
+        schedule_id=arranged.schedule.id,
+        vendor_company_id=arranged.company.id,
+        title="委託先監査",
+        scope="アンケート集計業務",
+        method="onsite",
+        auditor_id=arranged.people[Role.AUDITOR].id,
+        planned_on=date(2026, 12, 1),
+        created_by_id=arranged.people[Role.AUDITOR].id,
+    )
+    db.add_all([arranged.finding, arranged.report, arranged.audit])
+    db.flush()
+    arranged.review_file = ReviewFile(
+        organisation_id=arranged.org.id,
+        confirmation_id=arranged.confirmation.id,
+        purpose="evidence",
+        original_name="認証書.pdf",
+        stored_name=f"{arranged.confirmation.id + 7:064x}",
+        content_type="application/pdf",
+        size=1,
+        sha256="0" * 64,
+        scan_status="clean",
+        uploaded_by_id=arranged.people[Role.VENDOR].id,
+    )
+    db.add(arranged.review_file)
+    db.commit()
+
+
 @pytest.fixture
 def world(app, db, make, org):
     arranged = arrange_organisation(make, org)
@@ -299,6 +393,12 @@ def world(app, db, make, org):
         "terms_id": arranged.terms.id,
         "phase": "build",
         "item_key": "access_control",
+        "schedule_id": arranged.schedule.id,
+        "confirmation_id": arranged.confirmation.id,
+        "finding_id": arranged.finding.id,
+        "report_id": arranged.report.id,
+        "audit_id": arranged.audit.id,
+        "file_id": arranged.review_file.id,
     }
     return arranged
 

@@ -1,10 +1,12 @@
 """Demo external services and 利用申請 in every state the register shows: awaiting a decision,
 returned for changes, rejected, approved with conditions (reported, with checks recorded),
 approved and overdue for review with a handover, a 約款型 service whose terms changed (要再確認),
-suspended and retired entries."""
+a suspended entry retired through 廃止手続中 with its exit checklist complete (the 消去証明書
+attached), and an entry still 廃止手続中 with part of its exit checklist recorded (9.2(7))."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
@@ -15,7 +17,7 @@ from portal.approvals import service as approvals
 from portal.approvals.models import ExternalService, UseApplication
 from portal.assessments.models import Assessment
 from portal.engagements.models import Engagement
-from portal.lifecycle import checklists
+from portal.lifecycle import checklists, retirement
 from portal.lifecycle import service as lifecycle
 from portal.orgs.models import Organisation
 from portal.users.models import User
@@ -151,9 +153,54 @@ APPLICATIONS = [
                 {},
             ),
             ("retire", date(2026, 3, 31), "後継の防災情報配信サービスへ移行したため廃止する。", {}),
+            ("exit", date(2026, 4, 10), "", {}),
+            ("retire_complete", date(2026, 4, 13), "", {}),
+        ],
+    ),
+    DemoApplication(
+        service="施設予約サービス（旧版）",
+        company="みなと情報システム株式会社",
+        engagement=None,
+        department="情報政策課",
+        purpose="公民館の会議室の空き状況を公開するため。",
+        business="公民館の会議室の空き状況の公開（予約者の情報は取り扱わない）",
+        segment="internet",
+        confidentiality=1,
+        decisions=[
+            ("approve", date(2025, 1, 10), "公開情報に限った利用であり、リスクは低い。", {}),
+            (
+                "retire",
+                date(2026, 10, 30),
+                "新しい施設予約システムの稼働に伴い、利用を終了する。",
+                {},
+            ),
+            # Part of the exit checklist: the deletion certificate has not arrived yet.
+            ("exit", date(2026, 11, 6), "", {"items": ["exit_measures", "account_deletion"]}),
         ],
     ),
 ]
+
+CERTIFICATE = """消去証明書
+
+さくら台市長 様
+
+下記のサービスにおいて貴市からお預かりしていた情報（バックアップ及びログを含む）を、
+復元できない方法により消去したことを証明します。
+
+サービス: {service}
+消去の方法: 暗号鍵の破棄による暗号化消去及びバックアップ媒体の上書き消去
+消去の完了日: {on}
+
+みなと情報システム株式会社
+"""
+
+
+@dataclass
+class _Certificate:
+    """An uploaded file, as ``files.store_file`` reads it."""
+
+    filename: str
+    stream: io.BytesIO
 
 
 def _user(session: Session, email: str) -> User:
@@ -281,8 +328,42 @@ def _apply(session, application, action, on, reason, extra, approver, manager, s
                 source="terms-2026-11.pdf",
             ),
         )
+    elif action == "exit":
+        _exit_checks(session, application, on, extra.get("items"))
+    elif action == "retire_complete":
+        retirement.complete_retirement(
+            session, application, approver, version=application.version, today=on
+        )
     else:
-        approvals.change_status(session, application, approver, action, reason, application.version)
+        approvals.change_status(
+            session, application, approver, action, reason, application.version, today=on
+        )
+
+
+def _exit_checks(session: Session, application: UseApplication, on: date, keys) -> None:
+    """The 外部サービス管理者 records the exit items (all, or ``keys``), the 消去証明書 with
+    its file (9.2(7))."""
+    manager = application.current_manager.user
+    for item in lifecycle.exit_items(application):
+        if keys is not None and item.key not in keys:
+            continue
+        upload = None
+        if item.requires_file:
+            text = CERTIFICATE.format(service=application.service.name, on=on.isoformat())
+            upload = _Certificate("消去証明書.txt", io.BytesIO(text.encode("utf-8")))
+        lifecycle.record(
+            session,
+            application,
+            manager,
+            phase="exit",
+            item_key=item.key,
+            result="done",
+            checked_on=on,
+            evidence="利用終了の記録（情報政策課 共有フォルダ「外部サービス/利用終了」）",
+            note="",
+            today=on,
+            upload=upload,
+        )
 
 
 def _checks(session: Session, application: UseApplication, manager: User, decided: date) -> None:

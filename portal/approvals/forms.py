@@ -152,7 +152,7 @@ class HandoverForm(VersionedForm):
 STATUS_CHOICES = [
     SelectChoice("suspend", "停止する"),
     SelectChoice("resume", "再開する"),
-    SelectChoice("retire", "廃止する"),
+    SelectChoice("retire", "廃止する（利用終了時の確認を始める）"),
 ]
 
 

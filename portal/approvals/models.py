@@ -39,6 +39,8 @@ STATUS_LABELS = {
 }
 REGISTER_STATES = ("approved", "conditional", "suspended", "ending", "retired")
 ACTIVE_STATES = ("approved", "conditional")
+# No longer in use: not reviewed periodically, no new terms recorded (廃止手続中・廃止).
+ENDED_STATES = ("ending", "retired")
 DECISIONS = {
     "approve": "承認",
     "conditional": "条件付承認",

@@ -3,8 +3,11 @@ accepted terms of 約款型 services (対策基準 9.2(4), 9.3, 2(6), 9.1(3)).
 
 Application states (a transition table; every move is audited in the same transaction):
 submitted → approved / conditional / rejected, or → returned (for changes) → submitted …;
-approved / conditional → suspended (停止) → back; approved / conditional / suspended → retired
-(廃止). Services flush; the caller commits (one transaction per business action)."""
+approved / conditional → suspended (停止) → back; approved / conditional / suspended → ending
+(廃止手続中: the approver's 廃止 opens the exit checklist of 9.2(7) and ends the periodic
+confirmation) → retired (廃止) once the checklist is complete, or by the approver with a recorded
+reason (``portal/lifecycle/retirement.py``). Services flush; the caller commits (one transaction
+per business action)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from portal.approvals.models import (
     COURT_CHOICES,
+    ENDED_STATES,
     LAW_CHOICES,
     SCOPE_CHOICES,
     ExternalService,
@@ -41,7 +45,7 @@ from portal.permissions import (
     can_view_engagement,
 )
 from portal.questionnaires.schema import CERTIFICATION_KINDS, SEGMENTS
-from portal.reviews import schedules
+from portal.reviews import exits, schedules
 from portal.reviews.schedules import HIGH_RISK
 from portal.users.models import User, UserRole
 from portal.vendors import service as vendors
@@ -57,9 +61,13 @@ TRANSITIONS = {
     ("approved", "suspend"): "suspended",
     ("conditional", "suspend"): "suspended",
     ("suspended", "resume"): None,  # back to the decision's state (approved / conditional)
-    ("approved", "retire"): "retired",
-    ("conditional", "retire"): "retired",
-    ("suspended", "retire"): "retired",
+    # 廃止 opens the exit checklist (9.2(7)); the entry is retired when it is complete, or
+    # by the approver with a recorded reason.
+    ("approved", "retire"): "ending",
+    ("conditional", "retire"): "ending",
+    ("suspended", "retire"): "ending",
+    ("ending", "retire_complete"): "retired",
+    ("ending", "retire_override"): "retired",
 }
 STATUS_ACTIONS = {"suspend": "停止", "resume": "再開", "retire": "廃止"}
 
@@ -97,7 +105,7 @@ def _text(value: str | None, label: str, *, required: bool = False, limit: int =
     return value
 
 
-def _require_approver(actor: User, application: UseApplication, message: str) -> None:
+def require_approver(actor: User, application: UseApplication, message: str) -> None:
     """The 許可権限者 of the application's organisation (decide, designate, 停止 / 廃止)."""
     if (
         not can(actor, Permission.APPLICATIONS_DECIDE)
@@ -106,7 +114,7 @@ def _require_approver(actor: User, application: UseApplication, message: str) ->
         raise ApprovalError(message)
 
 
-def _check_version(row: Any, version: int) -> None:
+def check_version(row: Any, version: int) -> None:
     if row.version != version:
         raise Conflict()
 
@@ -155,13 +163,17 @@ def _joined(*parts: Any) -> str:
 
 def prefill_from(session: Session, assessment: Assessment) -> ServiceInput:
     """What the vendor answered, as the facts of a service record (9.2(2)⑤⑦⑨, 9.2(7))."""
-    answers = store.values(session, assessment)
+    return facts_from_answers(store.values(session, assessment), assessment.engagement.title)
+
+
+def facts_from_answers(answers: dict[str, Any], default_name: str) -> ServiceInput:
+    """Answers (of an assessment, or as a 定期確認 left them) as the facts of a service record."""
     ismap_kind = answers.get("certifications.ismap")
     registered = ismap_kind in ("ismap", "ismap_liu")
     availability = answers.get("external.sla_availability", answers.get("contract.availability"))
     return ServiceInput(
         name=(answers.get("certifications.ismap_service_name") if registered else None)
-        or assessment.engagement.title,
+        or default_name,
         provider_country=answers.get("company.hq_country") or "JP",
         ismap_kind=ismap_kind if registered else "none",
         ismap_number=(answers.get("certifications.ismap_number") or "") if registered else "",
@@ -313,7 +325,7 @@ def update_service(
         or service.organisation_id != actor.organisation_id
     ):
         raise ApprovalError("この外部サービスを編集する権限がありません。")
-    _check_version(service, version)
+    check_version(service, version)
     _validate_service(data)
     clash = session.scalar(
         sa.select(ExternalService.id).where(
@@ -576,7 +588,7 @@ def revise(
         )
     if application.status != "returned":
         raise ApprovalError("修正できるのは、差し戻された申請だけです。")
-    _check_version(application, version)
+    check_version(application, version)
     _service, _plan, assessment = _resolve(session, actor, data)
     category = _check_scope(data, assessment)
     _fill(application, data, category)
@@ -704,12 +716,12 @@ def decide(
 ) -> bool:
     """The 許可権限者 decides. Returns True when the decision must be reported to the
     ネットワーク管理者 and CISO (conditional or high-risk approvals, 9.1(3))."""
-    _require_approver(actor, application, "利用申請を許可する権限がありません。")
+    require_approver(actor, application, "利用申請を許可する権限がありません。")
     if actor.id == application.applicant_id or not can_decide_application(actor, application):
         raise ApprovalError("自分が行った申請は、自分で判断できません（兼務の禁止）。")
     if application.status != "submitted":
         raise ApprovalError("この申請は既に判断されているか、修正待ちのため判断できません。")
-    _check_version(application, data.version)
+    check_version(application, data.version)
     if data.decision not in ("approve", "conditional", "reject", "return"):
         raise ApprovalError("判断（承認・条件付承認・却下・差戻し）を選んでください。")
     reason = _text(data.reason, "判断の理由", required=True)
@@ -821,12 +833,13 @@ def hand_over(
     today: date,
 ) -> ManagerAssignment:
     """A new 外部サービス管理者 from ``on``; the previous one's term ends the day before."""
-    _require_approver(actor, application, "外部サービス管理者を指定する権限がありません。")
-    if not application.active and application.status != "suspended":
+    require_approver(actor, application, "外部サービス管理者を指定する権限がありません。")
+    if not application.active and application.status not in ("suspended", "ending"):
         raise ApprovalError(
-            "外部サービス管理者を引き継げるのは、利用中（承認・条件付承認・停止）のサービスだけです。"
+            "外部サービス管理者を引き継げるのは、利用中（承認・条件付承認・停止）又は"
+            "廃止手続中のサービスだけです。"
         )
-    _check_version(application, version)
+    check_version(application, version)
     user = _manager(session, application, user_id)
     current = application.current_manager
     if current is not None and current.user_id == user.id:
@@ -852,15 +865,22 @@ def change_status(
     action: str,
     reason: str,
     version: int,
+    today: date | None = None,
 ) -> None:
-    """停止 / 再開 / 廃止 of a register entry, with a reason."""
-    _require_approver(actor, application, "台帳の状態を変更する権限がありません。")
+    """停止 / 再開 / 廃止 of a register entry, with a reason. 廃止 opens the exit checklist
+    (9.2(7)): the entry is 廃止手続中 and its periodic confirmation ends (the schedule is
+    ``ending``) until the 外部サービス管理者 has recorded the exit checks."""
+    require_approver(actor, application, "台帳の状態を変更する権限がありません。")
     if action not in STATUS_ACTIONS:
         raise ApprovalError("操作を選んでください。")
-    _check_version(application, version)
+    check_version(application, version)
     reason = _text(reason, f"{STATUS_ACTIONS[action]}の理由", required=True)
     move(session, application, action, actor, details={"reason": reason})
     application.status_reason = reason
+    if action == "retire":
+        schedule = schedules.schedule_of_application(session, application)
+        if schedule is not None and schedule.status == "active":
+            exits.begin(session, schedule, actor, ending_on=today or today_jst(), reason=reason)
 
 
 def manager_of(application: UseApplication, user: User) -> bool:
@@ -882,7 +902,7 @@ def record_terms(
         raise ApprovalError("利用規約の版を記録するのは、約款型の外部サービスだけです。")
     if not (can_edit_application(actor, application) or manager_of(application, actor)):
         raise ApprovalError("この外部サービスの利用規約を記録する権限がありません。")
-    if not application.in_register or application.status == "retired":
+    if not application.in_register or application.status in ENDED_STATES:
         raise ApprovalError("利用規約の変更を記録できるのは、利用中のサービスだけです。")
     version = _terms_version(actor, terms)
     latest = application.terms_versions[-1] if application.terms_versions else None

@@ -34,6 +34,9 @@ from portal.audit.views import ACTION_LABELS
 from portal.clauses.service import contracts_for
 from portal.db import get_session
 from portal.engagements.models import Engagement
+from portal.lifecycle import retirement
+from portal.lifecycle import service as lifecycle
+from portal.lifecycle.forms import RetireCompleteForm, RetireOverrideForm
 from portal.mail import service as mail
 from portal.permissions import (
     Permission,
@@ -479,6 +482,7 @@ def _render_detail(application: UseApplication, decision_form: DecisionForm | No
         if application.assessment_id
         else None
     )
+    ending = application.status == "ending"
     return render_template(
         "approvals/detail.html",
         application=application,
@@ -499,6 +503,13 @@ def _render_detail(application: UseApplication, decision_form: DecisionForm | No
         decision_form=decision_form,
         handover_form=handover_form,
         status_form=StatusForm(version=str(application.version)),
+        exit_state=lifecycle.state_of(db, application, today_jst())
+        if application.in_register
+        else None,
+        exit_missing=lifecycle.exit_missing(db, application) if ending else (),
+        may_complete=ending and retirement.may_complete(current_user, application),
+        complete_form=RetireCompleteForm(version=str(application.version)),
+        override_form=RetireOverrideForm(version=str(application.version)),
         terms_form=TermsForm(),
         today=today_jst(),
         countries=COUNTRIES,
@@ -618,13 +629,21 @@ def change_status(application_id: int):
             form.action.data,
             form.reason.data or "",
             form.expected_version() or 0,
+            today=today_jst(),
         )
     except ApprovalError as exc:
         db.rollback()
         flash(str(exc), "error")
         return _detail(application)
     db.commit()
-    flash(f"台帳の状態を「{application.status_label}」にしました。", "success")
+    if application.status == "ending":
+        flash(
+            "台帳の状態を「廃止手続中」にしました。外部サービス管理者が利用終了時の確認を"
+            "すべて記録すると、廃止を完了できます。",
+            "success",
+        )
+    else:
+        flash(f"台帳の状態を「{application.status_label}」にしました。", "success")
     return _detail(application)
 
 

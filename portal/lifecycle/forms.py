@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from flask_wtf.file import FileField
 from wtforms import DateField, SelectChoice, SelectField, TextAreaField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import DataRequired, InputRequired, Length
 
-from portal.engagements.forms import in_range
+from portal.admin.forms import VersionedForm
+from portal.engagements.forms import in_range, long_text
 from portal.forms import BaseForm, strip
 from portal.lifecycle.models import RESULTS
 from portal.lifecycle.service import MAX_TEXT
@@ -32,3 +34,15 @@ class CheckForm(BaseForm):
         filters=[strip],
         render_kw={"maxlength": MAX_TEXT, "rows": 3},
     )
+    # Shown only for the items that need a file (the 消去証明書, 9.2(7)①(イ)).
+    certificate = FileField("消去証明書（ファイル）")
+
+
+class RetireCompleteForm(VersionedForm):
+    """廃止を完了する: every exit item is settled (9.2(7))."""
+
+
+class RetireOverrideForm(VersionedForm):
+    """The approver retires the entry before the exit checklist is complete."""
+
+    reason = long_text("利用終了時の確認を終えずに廃止する理由", MAX_TEXT, DataRequired())

@@ -5,12 +5,16 @@ which stays as history."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, UTCDateTime, utcnow
 from portal.users.models import User
+
+if TYPE_CHECKING:
+    from portal.reviews.models import ReviewFile
 
 RESULTS = {
     "done": "実施済み（問題なし）",
@@ -33,12 +37,14 @@ class LifecycleCheck(Base):
     checked_on: Mapped[date] = mapped_column(sa.Date)
     evidence: Mapped[str] = mapped_column(sa.Text, default="")  # 証跡: what shows it, where kept
     note: Mapped[str] = mapped_column(sa.Text, default="")
-    # The uploaded proof where the item needs one (the 消去証明書 of the exit checklist).
+    # The uploaded proof where the item needs one (the 消去証明書 of the exit checklist): a file
+    # of the entry's review schedule.
     file_id: Mapped[int | None] = mapped_column(sa.ForeignKey("review_file.id"))
     recorded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     recorded_by: Mapped[User] = relationship()
+    file: Mapped[ReviewFile | None] = relationship("ReviewFile")
 
     __table_args__ = (
         sa.CheckConstraint("phase IN ('build', 'operation', 'exit')", name="phase"),

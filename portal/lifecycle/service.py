@@ -3,10 +3,13 @@
 
 Who and when: only the entry's current 外部サービス管理者 (holding ``LIFECYCLE_RECORD``) records.
 Build and operation checks are recorded while the entry is in use or suspended (承認・条件付承認・
-停止); exit checks also after it has been retired (廃止), because the deletion certificate and the
-removal of accounts usually follow the end of use. The latest record of an item is its state.
+停止); exit checks also while it is being retired (廃止手続中: the approver's 廃止 opens the exit
+checklist, ``portal/lifecycle/retirement.py``) and after it has been retired, because a late
+deletion certificate is still worth keeping. The latest record of an item is its state.
 A record needs its evidence (what shows it and where it is kept) unless the item does not apply;
-"issue" needs the matter to act on and "not applicable" the reason, in the note.
+"issue" needs the matter to act on and "not applicable" the reason, in the note. An item marked
+``requires_file`` (the 消去証明書, 9.2(7)①(イ)) is done only with the file uploaded; it is kept as a
+file of the entry's review schedule and counts only while it is kept.
 
 Operation checks recur: an item is current while its latest record is less than
 ``interval_months`` old (the period counted as 民法143条 does, like the periodic review); the next
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
@@ -25,9 +29,12 @@ from sqlalchemy.orm import Session, selectinload
 from portal.approvals.models import ACTIVE_STATES, UseApplication
 from portal.approvals.service import manager_of
 from portal.audit import service as audit
+from portal.evidence.scanner import Scanner
+from portal.evidence.service import Upload
 from portal.lifecycle import checklists
 from portal.lifecycle.models import RESULTS, LifecycleCheck
 from portal.permissions import Permission, can
+from portal.reviews import exits, schedules
 from portal.scoring.ismap import add_months_period_end
 from portal.users.models import User
 from portal.web import JST, format_date
@@ -36,7 +43,7 @@ MAX_TEXT = 2000
 RECORDING_STATES = {
     "build": ("approved", "conditional", "suspended"),
     "operation": ("approved", "conditional", "suspended"),
-    "exit": ("approved", "conditional", "suspended", "retired"),
+    "exit": ("approved", "conditional", "suspended", "ending", "retired"),
 }
 
 
@@ -97,6 +104,16 @@ def decision_date(application: UseApplication) -> date | None:
     return decided.astimezone(JST).date() if decided else None
 
 
+def recorded(item: checklists.Item, record: LifecycleCheck | None) -> bool:
+    """Does the item count as checked? A file-backed item needs its file unless it does not
+    apply."""
+    if record is None:
+        return False
+    if not item.requires_file or record.result == "not_applicable":
+        return True
+    return exits.file_kept(record.file)
+
+
 def latest_records(
     checks: list[LifecycleCheck],
 ) -> dict[tuple[str, str], LifecycleCheck]:
@@ -129,7 +146,9 @@ def _state(
     for phase in checklist.phases:
         items = phase.items_for(application.category)
         totals[phase.key] = len(items)
-        counts[phase.key] = sum(1 for item in items if (phase.key, item.key) in latest)
+        counts[phase.key] = sum(
+            1 for item in items if recorded(item, latest.get((phase.key, item.key)))
+        )
         issues += sum(
             1
             for item in items
@@ -174,6 +193,7 @@ def checks_of(session: Session, application_ids: list[int]) -> dict[int, list[Li
     rows = session.scalars(
         sa.select(LifecycleCheck)
         .where(LifecycleCheck.application_id.in_(application_ids))
+        .options(selectinload(LifecycleCheck.file))
         .order_by(LifecycleCheck.application_id, LifecycleCheck.id)
     )
     for row in rows:
@@ -202,12 +222,32 @@ def history_of(
     rows = session.scalars(
         sa.select(LifecycleCheck)
         .where(LifecycleCheck.application_id == application.id)
-        .options(selectinload(LifecycleCheck.recorded_by))
+        .options(selectinload(LifecycleCheck.recorded_by), selectinload(LifecycleCheck.file))
         .order_by(LifecycleCheck.id.desc())
     )
     for row in rows:
         found[(row.phase, row.item_key)].append(row)
     return found
+
+
+def exit_items(application: UseApplication) -> tuple[checklists.Item, ...]:
+    stage = checklists.latest().phase("exit")
+    return stage.items_for(application.category) if stage else ()
+
+
+def exit_missing(session: Session, application: UseApplication) -> tuple[checklists.Item, ...]:
+    """The exit items (9.2(7)) not settled yet: not recorded, recorded with a matter still to act
+    on ("issue"), or the 消去証明書 without its file."""
+    latest = latest_records(checks_of(session, [application.id]).get(application.id, []))
+    return tuple(
+        item
+        for item in exit_items(application)
+        if not exits.satisfied(
+            item,
+            record := latest.get(("exit", item.key)),
+            record.file if record is not None else None,
+        )
+    )
 
 
 def may_record(application: UseApplication, actor: User) -> bool:
@@ -247,8 +287,15 @@ def record(
     evidence: str,
     note: str,
     today: date,
+    upload: Upload | None = None,
+    evidence_dir: Path | None = None,
+    scanner: Scanner | None = None,
+    max_bytes: int | None = None,
 ) -> LifecycleCheck:
-    """The current 外部サービス管理者 records one item's check. Flushes, never commits."""
+    """The current 外部サービス管理者 records one item's check, with the uploaded file where
+    the item needs one (kept as a file of the entry's review schedule; ``evidence_dir`` /
+    ``scanner`` / ``max_bytes`` default to the application's evidence store). Flushes, never
+    commits."""
     if not may_record(application, actor):
         raise LifecycleError(
             "構築・運用・利用終了時の確認を記録できるのは、"
@@ -261,7 +308,9 @@ def record(
         raise LifecycleError("この確認項目はありません。")
     if application.status not in RECORDING_STATES[phase]:
         if phase == "exit":
-            raise LifecycleError("利用終了時の確認を記録できるのは、台帳に載ったサービスだけです。")
+            raise LifecycleError(
+                "利用終了時の確認を記録できるのは、台帳に載ったサービスだけです（却下・申請中を除く）。"
+            )
         raise LifecycleError(
             f"{stage.title}の確認を記録できるのは、利用中（承認・条件付承認・停止）の"
             "サービスだけです。"
@@ -283,6 +332,32 @@ def record(
         "要対応事項" if result == "issue" else "該当しない理由" if result != "done" else "メモ",
         required=result != "done",
     )
+    if item.requires_file and result == "done" and not exits.has_file(upload):
+        raise LifecycleError(
+            "消去証明書のファイルを添付してください（対策基準9.2(7)①(イ)）。"
+            "受領していない場合は、受領してから記録してください。"
+        )
+    file = None
+    if exits.has_file(upload):
+        schedule = schedules.schedule_of_application(session, application)
+        if schedule is None:
+            raise LifecycleError(
+                "このサービスには定期確認の予定がないため、ファイルを添付できません。"
+                "システム管理者に連絡してください。"
+            )
+        try:
+            file = exits.attach(
+                session,
+                schedule,
+                actor,
+                upload,
+                purpose=exits.CERTIFICATE if item.requires_file else "evidence",
+                evidence_dir=evidence_dir,
+                scanner=scanner,
+                max_bytes=max_bytes,
+            )
+        except exits.ExitError as exc:
+            raise LifecycleError(str(exc)) from exc
     check = LifecycleCheck(
         application_id=application.id,
         phase=phase,
@@ -292,6 +367,7 @@ def record(
         checked_on=checked_on,
         evidence=evidence,
         note=note,
+        file_id=file.id if file else None,
         recorded_by_id=actor.id,
     )
     session.add(check)
@@ -310,6 +386,8 @@ def record(
             "checked_on": checked_on.isoformat(),
             "evidence": evidence,
             "note": note,
+            "file_id": file.id if file else None,
+            "sha256": file.sha256 if file else None,
         },
     )
     return check

@@ -1,18 +1,22 @@
 """/applications/<id>/checks: the build, operation and exit checks of a register entry
 (対策基準 9.2(5)–(7)) — read by everyone who may see the entry, recorded by its current
-外部サービス管理者."""
+外部サービス管理者 (the 消去証明書 uploaded with its item); /applications/<id>/retirement/…:
+from 廃止手続中 to 廃止, once the exit checklist is complete or by the approver with a reason."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from portal.approvals.models import UseApplication
+from portal.approvals.service import ApprovalError
 from portal.db import get_session
-from portal.lifecycle import checklists, service
-from portal.lifecycle.forms import CheckForm
+from portal.evidence import setup
+from portal.lifecycle import checklists, retirement, service
+from portal.lifecycle.forms import CheckForm, RetireCompleteForm, RetireOverrideForm
 from portal.lifecycle.service import LifecycleError
 from portal.permissions import Permission, can_view_application, require
+from portal.reviews import files
 from portal.users.models import User
 from portal.web import today_jst
 
@@ -60,6 +64,7 @@ def _render(
                 )
             items.append({"item": item, "form": form, "error": error if failed == key else ""})
         phases.append({"phase": phase, "items": items})
+    ending = application.status == "ending"
     return render_template(
         "lifecycle/checks.html",
         application=application,
@@ -70,6 +75,9 @@ def _render(
         may_record=service.may_record(application, _actor()),
         recordable=recordable,
         operation_due=service.operation_due,
+        exit_missing=service.exit_missing(db, application) if ending else (),
+        may_complete=ending and retirement.may_complete(_actor(), application),
+        complete_form=RetireCompleteForm(version=str(application.version)),
         today=today,
     )
 
@@ -100,8 +108,9 @@ def record(application_id: int, phase: str, item_key: str):
         )
         return _render(application, key, form), 422
     db = get_session()
+    evidence_dir = setup.evidence_dir_for(current_app)
     try:
-        service.record(
+        check = service.record(
             db,
             application,
             _actor(),
@@ -112,14 +121,90 @@ def record(application_id: int, phase: str, item_key: str):
             evidence=form.evidence.data,
             note=form.note.data,
             today=today_jst(),
+            upload=form.certificate.data if item.requires_file else None,
+            evidence_dir=evidence_dir,
+            scanner=setup.scanner_for(current_app),
+            max_bytes=setup.max_bytes_for(current_app),
         )
     except LifecycleError as exc:
         db.rollback()
         flash(str(exc), "error")
         return _render(application, key, form, str(exc)), 422
-    db.commit()
+    stored = [check.file.stored_name] if check.file is not None else []
+    try:
+        db.commit()
+    except BaseException:
+        db.rollback()
+        files.discard(evidence_dir, stored)
+        raise
     flash(f"{stage.title}の確認「{item.label}」を記録しました。", "success")
     return redirect(
         url_for("lifecycle.checks", application_id=application.id) + f"#item-{phase}-{item_key}",
         code=303,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# 廃止手続中 → 廃止 (9.2(7))
+# ---------------------------------------------------------------------------------------------
+
+
+def _back(application: UseApplication, form_name: str = ""):
+    anchor = "#retirement" if form_name else ""
+    return redirect(url_for("approvals.detail", application_id=application.id) + anchor, code=303)
+
+
+@bp.route("/<int:application_id>/retirement/complete", methods=["POST"])
+@require(Permission.REGISTER_VIEW)
+def retire_complete(application_id: int):
+    """The approver or the 外部サービス管理者: every exit item is settled."""
+    application = _application_or_404(application_id)
+    if not retirement.may_complete(_actor(), application):
+        abort(403)
+    form = RetireCompleteForm()
+    db = get_session()
+    if not form.validate():
+        flash("画面を読み込み直してから、もう一度操作してください。", "error")
+        return _back(application, "complete")
+    try:
+        retirement.complete_retirement(
+            db, application, _actor(), version=form.expected_version(), today=today_jst()
+        )
+    except ApprovalError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+        return _back(application, "complete")
+    db.commit()
+    flash("利用終了時の確認がすべて記録されたため、台帳の状態を「廃止」にしました。", "success")
+    return _back(application)
+
+
+@bp.route("/<int:application_id>/retirement/override", methods=["POST"])
+@require(Permission.APPLICATIONS_DECIDE)
+def retire_override(application_id: int):
+    """The approver: 廃止 before the exit checklist is complete, with the reason."""
+    application = _application_or_404(application_id)
+    form = RetireOverrideForm()
+    db = get_session()
+    if not form.validate():
+        for error in form.reason.errors:
+            flash(f"{form.reason.label.text}: {error}", "error")
+        if not form.reason.errors:
+            flash("画面を読み込み直してから、もう一度操作してください。", "error")
+        return _back(application, "override")
+    try:
+        retirement.retire_with_override(
+            db,
+            application,
+            _actor(),
+            reason=form.reason.data or "",
+            version=form.expected_version(),
+            today=today_jst(),
+        )
+    except ApprovalError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+        return _back(application, "override")
+    db.commit()
+    flash("利用終了時の確認を終えずに、理由を記録して台帳の状態を「廃止」にしました。", "warning")
+    return _back(application)

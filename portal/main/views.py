@@ -11,7 +11,9 @@ from portal.approvals.models import UseApplication
 from portal.assessments.service import for_vendor_user
 from portal.db import get_session, utcnow
 from portal.permissions import Permission, Role, can, public, require
+from portal.reports import service as reports
 from portal.scoring.engine import RATINGS
+from portal.web import today_jst
 
 bp = Blueprint("main", __name__, template_folder="templates")
 
@@ -49,6 +51,12 @@ def dashboard():
         else 0
     )
     managed = approvals.managed_by(db, current_user) if Role.SERVICE_MANAGER in roles else []
+    # 定期確認 (9.1(3), 9.2(6)): the same figures as /reviews/dashboard, in the user's scope.
+    review_figures = (
+        reports.figures(db, current_user, today_jst())
+        if can(current_user, Permission.REVIEWS_VIEW)
+        else None
+    )
     return render_template(
         "main/dashboard.html",
         user=current_user,
@@ -59,6 +67,7 @@ def dashboard():
         awaiting=awaiting,
         managed=managed,
         ratings=RATINGS,
+        review_figures=review_figures,
     )
 
 

@@ -405,8 +405,8 @@ def check(directory: Path = BANK_DIR) -> tuple[list[Questionnaire], list[str]]:
     loaded: list[Questionnaire] = []
     problems: list[str] = []
     for path in sorted(directory.rglob("*.toml")):  # archive/ keeps earlier versions
-        if {"rules", "checklists"} & set(path.relative_to(directory).parts[:-1]):
-            continue  # scoring rules and lifecycle checklists have loaders of their own
+        if {"rules", "checklists", "confirmations"} & set(path.relative_to(directory).parts[:-1]):
+            continue  # scoring rules, lifecycle checklists and 定期確認票 have loaders of their own
         try:
             loaded.append(load_file(path))
         except QuestionnaireError as exc:

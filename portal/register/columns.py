@@ -239,6 +239,12 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("status", "状態", lambda r: r.application.status_label, 12),
     Column("status_reason", "停止・廃止・再開の理由", lambda r: r.application.status_reason, 30),
+    Column(
+        "exit_override_reason",
+        "利用終了時の確認を終えずに廃止した理由",
+        lambda r: r.application.exit_override_reason,
+        30,
+    ),
     Column("manager", "外部サービス管理者", lambda r: _manager(r) and _manager(r).user.name, 14),
     Column(
         "manager_department",

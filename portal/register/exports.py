@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 
 from openpyxl import Workbook
@@ -17,8 +17,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from portal.register.columns import COLUMNS, Value
-from portal.register.service import RegisterRow
+from portal.register.columns import COLUMNS, Column, Value
 from portal.web import format_date
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -42,13 +41,15 @@ def as_text(value: Value) -> str:
     return str(value)
 
 
-def to_csv(rows: Iterable[RegisterRow]) -> bytes:
+def to_csv(rows: Iterable, columns: Sequence[Column] = COLUMNS) -> bytes:
+    """The rows under ``columns`` (the register's unless another list is given, e.g. the
+    定期確認 list of ``portal/reports/columns.py``)."""
     buffer = io.StringIO(newline="")
     buffer.write("\ufeff")
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(column.header for column in COLUMNS)
+    writer.writerow(column.header for column in columns)
     for row in rows:
-        writer.writerow(neutralised(as_text(column.value(row))) for column in COLUMNS)
+        writer.writerow(neutralised(as_text(column.value(row))) for column in columns)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -57,20 +58,27 @@ def _xlsx_text(value: str) -> str:
     return ILLEGAL_CHARACTERS_RE.sub("", value)[:XLSX_CELL_LIMIT]
 
 
-def to_xlsx(rows: Iterable[RegisterRow], *, title: str) -> bytes:
-    """One sheet: the header row bold, shaded and frozen (with the number and the service
-    name), an autofilter, column widths; dates as date cells, everything else as text."""
+def to_xlsx(
+    rows: Iterable,
+    *,
+    title: str,
+    columns: Sequence[Column] = COLUMNS,
+    sheet_title: str = SHEET_TITLE,
+) -> bytes:
+    """One sheet: the header row bold, shaded and frozen (with the first two columns: the
+    number and the name), an autofilter, column widths; dates as date cells, everything else
+    as text."""
     book = Workbook()
     sheet = book.active
-    sheet.title = SHEET_TITLE
-    sheet.append([column.header for column in COLUMNS])
+    sheet.title = sheet_title
+    sheet.append([column.header for column in columns])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
         cell.fill = HEADER_FILL
         cell.alignment = WRAP
     for row in rows:
         values = []
-        for column in COLUMNS:
+        for column in columns:
             value = column.value(row)
             if isinstance(value, str):
                 value = _xlsx_text(value)
@@ -85,7 +93,7 @@ def to_xlsx(rows: Iterable[RegisterRow], *, title: str) -> bytes:
                     cell.quotePrefix = True
             elif isinstance(cell.value, date):
                 cell.number_format = "yyyy/mm/dd"
-    for index, column in enumerate(COLUMNS, start=1):
+    for index, column in enumerate(columns, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = column.width
     sheet.freeze_panes = "C2"
     sheet.auto_filter.ref = sheet.dimensions

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
 from portal.approvals.models import (
     CLASSIFICATION_LABELS,
+    ENDED_STATES,
     REGISTER_STATES,
     STATUS_LABELS,
     ExternalService,
@@ -63,9 +64,10 @@ CERTIFICATE_WARN_DAYS = 120
 REVIEW_WARN_DAYS = 90
 KEYWORD_LIMIT = 100
 
-# "" is the register itself (承認・条件付承認・停止・廃止).
+# "" is the register itself (承認・条件付承認・停止・廃止手続中・廃止). 廃止手続中 (the exit
+# checklist of 9.2(7) open) is a status of its own: the 廃止 filter does not find it.
 STATUS_FILTERS = {
-    "": "台帳の掲載分（承認・条件付承認・停止・廃止）",
+    "": "台帳の掲載分（承認・条件付承認・停止・廃止手続中・廃止）",
     "all": "すべて（申請中・差戻し・却下を含む）",
     **STATUS_LABELS,
 }
@@ -200,9 +202,9 @@ def _conditions(
     if filters.ismap:
         found.append(_ismap_condition(filters.ismap, today))
     if filters.review:
-        # A retired (廃止) entry is no longer reviewed.
+        # An entry being retired or retired (廃止手続中・廃止) is no longer reviewed.
         due = UseApplication.next_review_on
-        found.append(UseApplication.status != "retired")
+        found.append(UseApplication.status.not_in(ENDED_STATES))
         if filters.review == "overdue":
             found.append(due < today)
         else:
@@ -257,7 +259,9 @@ def count(
 ) -> dict[str, int]:
     """How many entries the filter finds: in all, by status, and how many need attention
     (review overdue, a certificate expired)."""
-    overdue = sa.and_(UseApplication.status != "retired", UseApplication.next_review_on < today)
+    overdue = sa.and_(
+        UseApplication.status.not_in(ENDED_STATES), UseApplication.next_review_on < today
+    )
     expired = ExternalService.earliest_expiry < today
     query = (
         _joined(
@@ -302,7 +306,7 @@ class RegisterRow:
     @property
     def review_overdue(self) -> bool:
         due = self.application.next_review_on
-        return bool(due and due < self.today and self.application.status != "retired")
+        return bool(due and due < self.today and self.application.status not in ENDED_STATES)
 
     @property
     def review_soon(self) -> bool:
@@ -310,7 +314,7 @@ class RegisterRow:
         return bool(
             due
             and not self.review_overdue
-            and self.application.status != "retired"
+            and self.application.status not in ENDED_STATES
             and due <= self.today + timedelta(days=REVIEW_WARN_DAYS)
         )
 

@@ -33,6 +33,7 @@ from portal.audit import service as audit
 from portal.engagements.models import Engagement
 from portal.evaluations.models import Outcome
 from portal.permissions import ORGANISATION_WIDE_READERS, same_organisation
+from portal.questionnaires.schema import CERTIFICATION_KINDS
 from portal.reviews.calendar import next_business_day
 from portal.reviews.models import TRIGGER_KINDS, ReviewSchedule, ReviewTrigger
 from portal.scoring import ismap
@@ -78,10 +79,12 @@ def default_interval(organisation, risk_rating: str | None, personal_data: bool)
     return min(months, PERSONAL_DATA_MAX_MONTHS) if personal_data else months
 
 
-def recompute(schedule: ReviewSchedule) -> None:
-    """Due on the earliest of the regular date and the open triggers' dates; the register's
-    "next review" of an application follows."""
-    dues = [t.due_on for t in schedule.open_triggers]
+def recompute(schedule: ReviewSchedule, regular: date | None = None) -> None:
+    """Due on the earliest of the regular date (changed to ``regular`` when given) and the open
+    triggers' dates; the register's "next review" of an application follows."""
+    dues = [t.due_on for t in schedule.open_triggers]  # loaded before anything changes
+    if regular is not None:
+        schedule.regular_due_on = regular
     schedule.due_on = min([schedule.regular_due_on, *dues])
     if schedule.application is not None:
         schedule.application.next_review_on = schedule.due_on
@@ -270,10 +273,9 @@ def set_interval(
             )
         regular = next_business_day(next_due_on)
     before = {"months": schedule.interval_months, "due_on": schedule.regular_due_on}
+    recompute(schedule, regular)
     schedule.interval_months = months
     schedule.interval_custom = True
-    schedule.regular_due_on = regular
-    recompute(schedule)
     session.flush()
     _record(
         session,
@@ -363,7 +365,8 @@ def expiries_from_answers(answers: dict[str, Any]) -> list[Expiry]:
     for row in answers.get("certifications.others") or []:
         until = _as_date(row.get("expires"))
         if until:
-            label = f"{row.get('kind', '')} {row.get('number', '')}".strip() or "認証"
+            kind = CERTIFICATION_KINDS.get(row.get("kind", ""), row.get("kind", "")) or "認証"
+            label = f"{kind} {row.get('number', '')}".strip()
             found.append(Expiry("certificate_expiry", label, until))
     return sorted(found, key=lambda e: e.until)
 
@@ -405,9 +408,8 @@ def answered(schedule: ReviewSchedule, confirmation_id: int) -> None:
 def confirmed(session: Session, schedule: ReviewSchedule, confirmation, on: date) -> date:
     """A confirmation was completed on ``on``: the next period starts; returns the next due."""
     answered(schedule, confirmation.id)
+    recompute(schedule, regular_due(on, schedule.interval_months))
     schedule.last_confirmed_on = on
-    schedule.regular_due_on = regular_due(on, schedule.interval_months)
-    recompute(schedule)
     session.flush()
     return schedule.regular_due_on
 
@@ -455,6 +457,16 @@ def can_view_schedule(actor: User, schedule: ReviewSchedule) -> bool:
     if actor.role_set & ORGANISATION_WIDE_READERS:
         return True
     return schedule.department_id in {d.id for d in actor.departments}
+
+
+def is_vendor_of(actor: User, schedule: ReviewSchedule) -> bool:
+    """A vendor user of the schedule's company, given access by its organisation."""
+    return (
+        actor.is_vendor
+        and actor.vendor_company_id is not None
+        and actor.vendor_company_id == schedule.vendor_company_id
+        and schedule.organisation_id in actor.vendor_organisation_ids
+    )
 
 
 def can_manage_schedule(actor: User, schedule: ReviewSchedule) -> bool:

@@ -349,6 +349,8 @@ def upgrade() -> None:
         # 廃止手続中: a retired service keeps its exit checklist open until complete.
         batch_op.drop_constraint(batch_op.f('ck_use_application_status'), type_='check')
         batch_op.create_check_constraint('status', STATUS_CHECK.format(", 'ending'"))
+    with op.batch_alter_table('use_application', schema=None) as batch_op:
+        batch_op.alter_column('exit_override_reason', server_default=None)
 
     # ### end Alembic commands ###
 

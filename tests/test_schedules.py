@@ -1,0 +1,218 @@
+"""Schedules of 定期確認: business days, intervals by risk and personal data, triggers that bring
+the date forward, staff changes and their refusals (対策基準 9.1(3), 9.2(6))."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from portal.audit.models import AuditEvent
+from portal.reviews import calendar, schedules
+from portal.reviews.models import ReviewSchedule
+from portal.users.models import Role
+
+
+@pytest.mark.parametrize(
+    ("day", "expected", "why"),
+    [
+        (date(2026, 11, 20), date(2026, 11, 20), None),  # a Friday
+        (date(2026, 11, 21), date(2026, 11, 24), "土曜日"),  # Sat → Sun → 勤労感謝の日 (Mon)
+        (date(2026, 11, 23), date(2026, 11, 24), "勤労感謝の日"),
+        (date(2026, 12, 29), date(2027, 1, 4), "年末年始の休日"),
+        (date(2027, 1, 1), date(2027, 1, 4), "元日"),
+        (date(2026, 5, 3), date(2026, 5, 7), "憲法記念日"),  # 3–5 and the 振替休日 on the 6th
+        (date(2026, 9, 22), date(2026, 9, 24), "国民の休日"),  # between 敬老の日 and 秋分の日
+        (date(2027, 3, 22), date(2027, 3, 23), "振替休日"),  # 春分の日 on a Sunday
+    ],
+)
+def test_due_dates_move_to_the_next_business_day(day, expected, why):
+    assert calendar.next_business_day(day) == expected
+    assert calendar.closed_because(day) == why
+
+
+def test_regular_due_counts_the_period_like_the_civil_code_then_shifts():
+    # 12 months from 2026-11-20 end on 2027-11-19 (a Friday).
+    assert schedules.regular_due(date(2026, 11, 20), 12) == date(2027, 11, 19)
+    # 6 months from 2026-06-30 end on 2026-12-29: the offices are closed until 4 January.
+    assert schedules.regular_due(date(2026, 6, 30), 6) == date(2027, 1, 4)
+
+
+def _outcome(db, assessment, staff, *, rating="medium", decision="approve"):
+    from portal.evaluations.models import Outcome, Score
+
+    score = Score(
+        assessment_id=assessment.id,
+        kind="final",
+        questionnaire_version="2026.11",
+        rules_version="2026.11",
+        scored_on=date(2026, 11, 20),
+        rating=rating,
+        summary="{}",
+        created_by_id=staff.id,
+    )
+    db.add(score)
+    db.flush()
+    db.add(
+        Outcome(
+            assessment_id=assessment.id,
+            decision=decision,
+            score_id=score.id,
+            recommended_by_id=staff.id,
+        )
+    )
+    db.commit()
+
+
+def _decided_outsourcing(db, make, org, *, personal=False, rating="medium"):
+    department = make.department(org, "情報政策課")
+    staff = make.user(org, email="s@example.jp", roles={Role.STAFF}, departments=[department])
+    company = make.company(org, "株式会社委託先")
+    engagement = make.engagement(org, department, staff, personal_data=personal)
+    assessment = make.assessment(engagement, company, staff, status="decided")
+    _outcome(db, assessment, staff, rating=rating)
+    return assessment, staff
+
+
+def test_a_decided_contract_gets_a_schedule_by_risk_and_personal_data(db, make, org, time_machine):
+    time_machine.move_to("2026-11-20 10:00 +09:00")
+    org.review_interval_months, org.high_risk_review_interval_months = 24, 6
+    assessment, staff = _decided_outsourcing(db, make, org, personal=True)
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    db.commit()
+    # Personal data: at least yearly, even though the organisation's default is 24 months.
+    assert schedule.interval_months == 12
+    assert schedule.due_on == schedule.regular_due_on == date(2027, 11, 19)
+    assert schedules.open_for_assessment(db, assessment, staff) is schedule  # only once
+    assert schedules.state_of(schedule, date(2027, 9, 1)) == "due_soon"
+    assert schedules.state_of(schedule, date(2027, 11, 22)) == "overdue"
+    assert db.scalar(
+        sa.select(AuditEvent.action).where(AuditEvent.object_type == "review_schedule")
+    )
+
+
+def test_high_risk_is_confirmed_sooner_and_rejected_contracts_not_at_all(db, make, org):
+    high, staff = _decided_outsourcing(db, make, org, rating="high")
+    schedule = schedules.open_for_assessment(db, high, staff)
+    assert schedule.interval_months == org.high_risk_review_interval_months
+    other = make.company(org, "不可とされた会社")
+    rejected = make.assessment(high.engagement, other, staff, status="decided")
+    _outcome(db, rejected, staff, rating="unacceptable", decision="reject")
+    assert schedules.open_for_assessment(db, rejected, staff) is None
+    engagement = make.engagement(org, high.engagement.department, staff, kind="external_service")
+    cloud = make.assessment(engagement, other, staff, status="decided")
+    # External-service engagements are confirmed through their 利用申請, never twice.
+    assert schedules.open_for_assessment(db, cloud, staff) is None
+
+
+def test_triggers_bring_the_date_forward_once_and_are_answered(db, make, org):
+    assessment, staff = _decided_outsourcing(db, make, org)
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    regular = schedule.regular_due_on
+    trigger = schedules.add_trigger(
+        db,
+        schedule,
+        "incident",
+        key="report:1",
+        occurred_on=date(2027, 4, 28),
+        detail="不正アクセス",
+    )
+    # 7 days later is 5 May (こどもの日); the offices open again on 6 May.
+    assert trigger.due_on == date(2027, 5, 6)
+    assert schedule.due_on == date(2027, 5, 6) and schedule.regular_due_on == regular
+    again = schedules.add_trigger(
+        db, schedule, "incident", key="report:1", occurred_on=date(2027, 4, 28), detail="同じ"
+    )
+    assert again is None and len(schedule.triggers) == 1
+
+
+def test_expiring_certificates_trigger_the_confirmation_on_the_expiry(db, make, org):
+    from portal.assessments import store
+
+    assessment, staff = _decided_outsourcing(db, make, org)
+    store.save(
+        db,
+        assessment,
+        "certifications.others",
+        [{"kind": "iso27001", "number": "IS 123", "expires": "2027-03-31"}],
+        staff,
+    )
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    assert schedules.expiry_triggers(db, schedule, date(2026, 11, 20)) == []  # 131 days ahead
+    added = schedules.expiry_triggers(db, schedule, date(2026, 12, 1))
+    assert [t.kind for t in added] == ["certificate_expiry"]
+    assert schedule.due_on == date(2027, 3, 31)
+    assert schedules.expiry_triggers(db, schedule, date(2026, 12, 2)) == []  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("months", "next_due", "message"),
+    [
+        (0, None, "1か月以上"),
+        (-3, None, "1か月以上"),
+        (61, None, "60か月以内"),
+        (12, date(2026, 11, 1), "過去の日付"),
+        (6, date(2028, 1, 1), "より後にはできません"),
+    ],
+)
+def test_bad_intervals_and_dates_are_refused(db, make, org, months, next_due, message):
+    assessment, staff = _decided_outsourcing(db, make, org)
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    db.commit()
+    before = (schedule.interval_months, schedule.due_on)
+    with pytest.raises(schedules.ScheduleError, match=message):
+        schedules.set_interval(
+            db,
+            schedule,
+            staff,
+            months=months,
+            next_due_on=next_due,
+            today=date(2026, 11, 20),
+            version=schedule.version,
+        )
+    assert (schedule.interval_months, schedule.due_on) == before
+
+
+def test_staff_change_the_interval_and_the_date_moves(db, make, org):
+    assessment, staff = _decided_outsourcing(db, make, org)
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    db.commit()
+    schedules.set_interval(
+        db,
+        schedule,
+        staff,
+        months=6,
+        next_due_on=None,
+        today=date(2026, 11, 20),
+        version=schedule.version,
+    )
+    db.commit()
+    assert schedule.interval_custom and schedule.interval_months == 6
+    assert schedule.due_on == schedules.regular_due(schedule.starts_on, 6)
+    schedule.status = "ended"
+    db.commit()
+    with pytest.raises(schedules.ScheduleError, match="終了した"):
+        schedules.set_interval(
+            db,
+            schedule,
+            staff,
+            months=3,
+            next_due_on=None,
+            today=date(2026, 11, 20),
+            version=schedule.version,
+        )
+
+
+def test_only_one_subject_per_schedule_is_held_by_the_database(db, make, org):
+    assessment, staff = _decided_outsourcing(db, make, org)
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    db.commit()
+    with pytest.raises(sa.exc.IntegrityError):
+        db.execute(
+            sa.update(ReviewSchedule)
+            .where(ReviewSchedule.id == schedule.id)
+            .values(assessment_id=None)
+        )
+        db.flush()
+    db.rollback()
