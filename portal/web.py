@@ -57,6 +57,19 @@ TEMPORARY_PASSWORD_ALLOWED = {
 MAX_ID = 2**31 - 1
 
 
+def clean_text(
+    value: str | None, label: str, *, limit: int, required: bool, error: type[Exception]
+) -> str:
+    """A text field as services store it: stripped, line ends normalised, within ``limit``
+    characters; refused with ``error`` and a Japanese message naming ``label``."""
+    text = (value or "").replace("\r\n", "\n").strip()
+    if required and not text:
+        raise error(f"{label}を入力してください。")
+    if len(text) > limit:
+        raise error(f"{label}は{limit}文字以内で入力してください。")
+    return text
+
+
 def parse_id(raw: str | None, minimum: int = 1) -> int | None:
     """A decimal id (``minimum=0`` for a version) from a form or query string: ASCII digits
     within ``minimum``..MAX_ID, else None — never ``int()`` of arbitrary text."""

@@ -15,11 +15,13 @@ from portal.contractor_audits import service
 from portal.contractor_audits.models import ContractorAudit
 from portal.contractor_audits.service import AuditError, AuditPlan
 from portal.permissions import Role
+from portal.reviews import findings
+from portal.reviews.findings import FindingError
 from portal.reviews.models import Finding, ReviewFile
 from tests.helpers import flashes, form_fields, soup, text_of
 from tests.test_evidence import multipart
 from tests.test_evidence_files import pdf_bytes
-from tests.test_findings import TODAY, arrange_contract
+from tests.test_findings import TODAY, arrange_contract, finding_input
 from tests.test_routes import csrf_token, signed_in
 
 NOW = "2026-11-20 10:00 +09:00"
@@ -250,6 +252,88 @@ def test_an_auditor_who_joins_the_audited_department_can_no_longer_record(db, wo
         )
     db.rollback()
     assert db.get(ContractorAudit, audit_row.id).status == "planned"
+
+
+def test_only_the_assigned_auditor_outside_the_department_raises_and_closes_findings(
+    app, db, world
+):
+    """10.1(2)①, 10.1(4), SECURITY.md "an auditor cannot audit their own department": an
+    audit's findings are raised and closed only by its assigned auditor while outside the
+    audited department — not by another auditor or the CISO, nor by the finding's owner, who
+    carries out the corrective action while the auditor confirms it."""
+    c = world
+    audit_row = planned(db, c)
+    service.record_performed(
+        db,
+        audit_row,
+        c.auditor,
+        performed_on=TODAY,
+        evidence="入退室記録を確認",
+        today=TODAY,
+        version=audit_row.version,
+    )
+    db.commit()
+    data = finding_input(owner_id=c.staff.id)
+    finding = findings.raise_finding(db, c.auditor, source=audit_row, data=data, today=TODAY)
+    db.commit()
+
+    # An auditor of the audited department (and the CISO, not assigned) may do neither.
+    for actor in (c.insider, c.ciso):
+        assert not findings.can_raise(actor, audit_row)
+        assert not findings.can_close(db, actor, finding)
+        with pytest.raises(FindingError, match="この監査の担当者"):
+            findings.raise_finding(db, actor, source=audit_row, data=data, today=TODAY)
+        db.rollback()
+    # The owner acts on it but does not close it; through the page neither.
+    with pytest.raises(FindingError, match="監査の担当者.*だけです"):
+        findings.close(db, finding, c.staff, note="是正した", today=TODAY, version=finding.version)
+    db.rollback()
+    owner = signed_in(app, c.staff)
+    page = owner.get(f"/findings/{finding.id}")
+    assert soup(page).select_one("form[data-form=close-finding]") is None
+    assert "監査の担当者" in text_of(page, "[data-field=who-closes]")
+    response = owner.post(
+        f"/findings/{finding.id}/close",
+        {"note": "是正した", "version": str(finding.version)},
+        token_from=f"/findings/{finding.id}",
+        follow_redirects=True,
+    )
+    assert any("監査の担当者" in message for message in flashes(response))
+
+    # The assigned auditor who joins the audited department loses both.
+    c.auditor.departments = [c.other, c.own]
+    db.commit()
+    assert not findings.can_raise(c.auditor, audit_row)
+    with pytest.raises(FindingError, match="この監査の担当者"):
+        findings.raise_finding(db, c.auditor, source=audit_row, data=data, today=TODAY)
+    db.rollback()
+    with pytest.raises(FindingError, match="監査の担当者.*だけです"):
+        findings.close(db, finding, c.auditor, note="確認", today=TODAY, version=finding.version)
+    db.rollback()
+    auditor = signed_in(app, c.auditor)
+    detail = auditor.get(f"/contractor-audits/{audit_row.id}")
+    assert soup(detail).select_one("form[data-form=raise-finding]") is None
+    refused = auditor.post(
+        f"/contractor-audits/{audit_row.id}/findings",
+        {
+            "severity": "low",
+            "title": "自課の監査での指摘",
+            "corrective_action": "是正する",
+            "owner_id": str(c.staff.id),
+            "due_on": "2026-12-25",
+        },
+        token_from=f"/contractor-audits/{audit_row.id}",
+    )
+    assert refused.status_code == 303
+
+    # Back outside the department, the auditor confirms the closure.
+    c.auditor.departments = [c.other]
+    db.commit()
+    findings.close(db, finding, c.auditor, note="是正を確認", today=TODAY, version=finding.version)
+    db.commit()
+    db.rollback()
+    assert db.scalar(sa.select(sa.func.count()).select_from(Finding)) == 1
+    assert db.get(Finding, finding.id).closed_by_id == c.auditor.id
 
 
 @pytest.mark.parametrize(

@@ -222,7 +222,7 @@ def test_a_contract_is_ended_its_checklist_recorded_with_the_certificate_and_clo
         browser = signed_in(app, team["staff"])
         page = browser.get(exit_page(contract))
         assert page.status_code == 200
-        assert text_of(page, "[data-field=status]") == "確認中（契約・利用中）"
+        assert text_of(page, "[data-field=status]") == "契約・利用中"
         assert soup(page).select_one(item_form("information_return")) is None  # not yet open
         response = browser.submit(
             exit_page(contract),
@@ -290,7 +290,7 @@ def test_a_contract_is_ended_its_checklist_recorded_with_the_certificate_and_clo
             assert done.status_code == 303, flashes(done)
 
         shown = browser.get(exit_page(contract))
-        assert text_of(shown, "[data-field=progress]") == f"完了（{len(ITEMS)}/{len(ITEMS)}）"
+        assert text_of(shown, "[data-field=progress]") == f"完了（全{len(ITEMS)}項目）"
         deletion = soup(shown).select_one("[data-item=information_deletion]")
         assert deletion.select_one("[data-field=result]").get_text(strip=True) == "実施済み"
         assert deletion.select_one("[data-field=checked-on]").get_text(strip=True) == "2027年4月2日"
@@ -369,7 +369,9 @@ def test_a_contract_is_closed_with_a_recorded_reason_before_its_checklist_is_com
     with at(date(2027, 4, 2)):
         page = signed_in(app, team["auditor"]).get(exit_page(contract))
     assert text_of(page, "[data-field=override-reason]") == contract.exit_override_reason
-    assert text_of(page, "[data-field=progress]") == f"{len(ITEMS) - 1}/{len(ITEMS)} 実施"
+    assert (
+        text_of(page, "[data-field=progress]") == f"{len(ITEMS)}項目中{len(ITEMS) - 1}項目実施済み"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,12 +419,14 @@ def test_ending_needs_a_reason_a_date_the_right_person_and_the_current_version(
         ({"version": version + 1}, "他の利用者が先に"),
         ({"actor": team["colleague"]}, "権限がありません"),
         ({"actor": team["approver"]}, "権限がありません"),
+        # Further than 30 days ahead: recorded later, the confirmations go on until then.
+        ({"ending_on": date(2027, 4, 16)}, "終了日が近づいてから記録してください"),
     ]
     for changes, message in refusals:
         args = {"actor": team["staff"], "ending_on": date(2027, 3, 31), "reason": "満了"}
         args |= {"version": version} | changes
         actor = args.pop("actor")
-        with pytest.raises(ExitError, match=message):
+        with at(date(2027, 3, 16)), pytest.raises(ExitError, match=message):
             exits.end_contract(db, contract, actor, **args)
         db.rollback()
         assert reload(db, contract).status == "active"

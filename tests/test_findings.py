@@ -4,12 +4,13 @@ change on bad input, read department by department (対策基準 9.1(3), 9.2(6),
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
+from portal.approvals.models import ExternalService, ManagerAssignment, UseApplication
 from portal.audit.models import AuditEvent
 from portal.contractor_audits.models import ContractorAudit
 from portal.permissions import Role
@@ -156,7 +157,7 @@ def test_staff_raise_a_finding_and_its_owner_closes_it(db, contract):
 
 
 def test_staff_who_manage_the_schedule_close_findings_they_do_not_own(db, contract):
-    finding = raise_one(db, contract, owner=contract.auditor)  # anyone reading findings may own
+    finding = raise_one(db, contract, owner=contract.outsider)  # staff of another department
     findings.close(
         db, finding, contract.staff, note="是正を確認した。", today=TODAY, version=finding.version
     )
@@ -212,16 +213,31 @@ def test_due_dates_today_and_exactly_two_years_ahead_are_accepted(db, contract):
     assert findings.latest_due(date(2028, 2, 29)) == date(2030, 2, 28)
 
 
-@pytest.mark.parametrize("who", ["nobody", "vendor", "other organisation", "inactive", "admin"])
-def test_the_owner_must_be_an_active_staff_user_of_the_organisation(
+READ_ONLY_ROLES = {
+    "auditor": Role.AUDITOR,
+    "approver": Role.APPROVER,
+    "ciso": Role.CISO,
+    "network admin": Role.NETWORK_ADMIN,
+}
+
+
+@pytest.mark.parametrize(
+    "who", ["nobody", "vendor", "other organisation", "inactive", "admin", *READ_ONLY_ROLES]
+)
+def test_the_owner_must_be_an_active_staff_user_of_the_organisation_who_can_act(
     db, make, other_org, contract, who
 ):
+    """Read-only roles read findings but change nothing (DESIGN.md), so they own none."""
     owners = {
         "nobody": None,
         "vendor": contract.vendor,
         "other organisation": make.user(other_org, roles={Role.STAFF}),
         "inactive": make.user(contract.org, roles={Role.STAFF}, active=False),
         "admin": make.user(contract.org, roles={Role.ADMIN}),  # cannot even read findings
+        **{
+            name: make.user(contract.org, roles={role}, departments=[contract.own])
+            for name, role in READ_ONLY_ROLES.items()
+        },
     }
     owner = owners[who]
     message = "担当者を選んでください" if owner is None else "この団体の有効な職員"
@@ -234,6 +250,20 @@ def test_the_owner_must_be_an_active_staff_user_of_the_organisation(
             today=TODAY,
         )
     assert count_findings(db) == 0
+
+
+def test_the_owner_choices_are_the_staff_and_service_managers_who_can_act(db, make, contract):
+    c = contract
+    manager = make.user(c.org, roles={Role.SERVICE_MANAGER}, name="管理 五郎")
+    both = make.user(c.org, roles={Role.AUDITOR, Role.STAFF}, departments=[c.own], name="兼務 六郎")
+    for role in READ_ONLY_ROLES.values():
+        make.user(c.org, roles={role}, departments=[c.own], name=f"閲覧のみ {role.value}")
+    make.user(c.org, roles={Role.STAFF}, active=False, name="退職 七郎")
+    make.user(c.org, roles={Role.ADMIN}, name="管理者 八郎")
+    chosen = {u.id for u in findings.eligible_owners(db, c.org.id)}
+    assert chosen == {c.staff.id, c.colleague.id, c.outsider.id, manager.id, both.id}
+    # A 外部サービス管理者 may own a corrective action.
+    assert raise_one(db, c, owner=manager).owner_id == manager.id
 
 
 @pytest.mark.parametrize("who", ["outsider", "auditor", "vendor"])
@@ -454,6 +484,116 @@ def test_staff_raise_a_finding_on_a_confirmation(app, db, contract, time_machine
     assert listed(browser.get("/findings")) == ["再委託先の届出漏れ"]
 
 
+def arrange_service(db, make, c):
+    """An approved external service of 情報政策課 with its 外部サービス管理者 (no REVIEWS_MANAGE),
+    a former manager, its schedule and a submitted confirmation."""
+    manager = make.user(c.org, roles={Role.SERVICE_MANAGER}, name="外部 管理者")
+    former = make.user(c.org, roles={Role.SERVICE_MANAGER}, name="前任 管理者")
+    approver = make.user(c.org, roles={Role.APPROVER}, name="許可 権限者")
+    service = ExternalService(
+        organisation_id=c.org.id, vendor_company_id=c.company.id, name="電子申請クラウド"
+    )
+    db.add(service)
+    db.flush()
+    application = UseApplication(
+        organisation_id=c.org.id,
+        department_id=c.own.id,
+        service_id=service.id,
+        applicant_id=c.staff.id,
+        category="9.2",
+        purpose="電子申請",
+        business="電子申請の受付",
+        network_segment="internet",
+        max_confidentiality=2,
+        status="approved",
+        decision="approve",
+        decided_by_id=approver.id,
+        decided_at=datetime(2026, 4, 1, tzinfo=UTC),
+    )
+    db.add(application)
+    db.flush()
+    for user, ended_on in ((former, date(2026, 9, 30)), (manager, None)):
+        db.add(
+            ManagerAssignment(
+                application_id=application.id,
+                user_id=user.id,
+                appointed_on=date(2026, 4, 1),
+                ended_on=ended_on,
+                appointed_by_id=approver.id,
+            )
+        )
+    schedule = ReviewSchedule(
+        organisation_id=c.org.id,
+        department_id=c.own.id,
+        vendor_company_id=c.company.id,
+        application_id=application.id,
+        title=service.name,
+        interval_months=12,
+        starts_on=date(2026, 4, 1),
+        regular_due_on=date(2027, 3, 31),
+        due_on=date(2027, 3, 31),
+    )
+    db.add(schedule)
+    db.flush()
+    confirmation = Confirmation(
+        organisation_id=c.org.id,
+        schedule_id=schedule.id,
+        number=1,
+        reason="scheduled",
+        questionnaire_key="periodic",
+        questionnaire_version="2026.11",
+        period_from=date(2026, 4, 1),
+        period_to=TODAY,
+        due_on=date(2026, 12, 1),
+        status="submitted",
+        opened_by_id=c.staff.id,
+        answered_by_id=c.vendor.id,
+    )
+    db.add(confirmation)
+    db.commit()
+    return SimpleNamespace(manager=manager, former=former, confirmation=confirmation)
+
+
+def test_the_service_manager_raises_a_finding_on_the_services_confirmation(
+    app, db, make, contract, time_machine
+):
+    """The current 外部サービス管理者 manages the service's schedule without REVIEWS_MANAGE: the
+    raise route checks the object, not that permission (9.1(3), 9.2(6))."""
+    time_machine.move_to(NOW)
+    s = arrange_service(db, make, contract)
+    url = f"/confirmations/{s.confirmation.id}/findings"
+    form = {
+        "severity": "low",
+        "title": "利用者アカウントの棚卸し漏れ",
+        "description": "",
+        "corrective_action": "退職者のアカウントを削除し、四半期ごとに棚卸しする。",
+        "owner_id": str(s.manager.id),
+        "due_on": "2026-12-25",
+    }
+    former = signed_in(app, s.former)  # no longer the manager: reads, but may not raise
+    assert former.post(url, form).status_code == 403
+    assert count_findings(db) == 0
+
+    browser = signed_in(app, s.manager)
+    page = f"/confirmations/{s.confirmation.id}"
+    raise_form = soup(browser.get(page)).select_one("form[data-form=raise-finding]")
+    assert raise_form is not None and raise_form["action"] == url  # shown, and it works
+    owners = [o["value"] for o in raise_form.select("[name=owner_id] option") if o["value"]]
+    assert str(s.manager.id) in owners
+    response = browser.submit(page, form, "form[data-form=raise-finding]")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/confirmations/{s.confirmation.id}#findings"
+    db.rollback()
+    finding = db.scalar(sa.select(Finding))
+    assert (finding.title, finding.confirmation_id, finding.created_by_id) == (
+        "利用者アカウントの棚卸し漏れ",
+        s.confirmation.id,
+        s.manager.id,
+    )
+    assert finding.owner_id == s.manager.id
+    assert [e.actor_user_id for e in events(db, "finding.raised")] == [s.manager.id]
+
+
 def test_other_departments_other_bodies_and_vendors_do_not_reach_a_finding(
     app, db, make, other_org, contract, time_machine
 ):
@@ -528,14 +668,18 @@ def test_audit_findings_need_an_audit_manager_and_a_performed_audit(db, contract
         findings.raise_finding(db, c.auditor, source=audit_row, data=data, today=TODAY)
     audit_row.status, audit_row.performed_on = "performed", TODAY
     db.commit()
-    with pytest.raises(FindingError, match="監査担当者とCISO"):
+    with pytest.raises(FindingError, match="この監査の担当者"):
         findings.raise_finding(db, c.staff, source=audit_row, data=data, today=TODAY)
     finding = findings.raise_finding(db, c.auditor, source=audit_row, data=data, today=TODAY)
     db.commit()
     assert finding.audit_id == audit_row.id and finding.department_id == c.own.id
-    # The audited department's staff own it but only the owner or the audit managers close it.
-    with pytest.raises(FindingError, match="完了にできるのは"):
-        findings.close(db, finding, c.colleague, note="x", today=TODAY, version=finding.version)
+    # The audited department's staff own it and act on it; only the auditor confirms the
+    # closure — neither the owner nor a colleague closes it (10.1(4)).
+    for actor in (c.staff, c.colleague):
+        with pytest.raises(FindingError, match="監査の担当者.*だけです"):
+            findings.close(db, finding, actor, note="x", today=TODAY, version=finding.version)
+        db.rollback()
+        assert db.get(Finding, finding.id).status == "open"
     findings.close(db, finding, c.auditor, note="是正を確認", today=TODAY, version=finding.version)
     db.commit()
     assert finding.status == "closed"

@@ -9,7 +9,7 @@ import logging
 import socket
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -18,10 +18,18 @@ from portal.approvals.models import ExternalService, ManagerAssignment, UseAppli
 from portal.assessments import store
 from portal.audit.models import AuditEvent
 from portal.config import ConfigError, load_config
+from portal.db import utcnow
+from portal.mail import service as mail_service
 from portal.permissions import Role
 from portal.reviews import confirmations, reminders
-from portal.reviews.models import Confirmation, Finding, ReminderLog, ReviewSchedule
-from tests.helpers import link_in, outbox
+from portal.reviews.models import (
+    Confirmation,
+    Finding,
+    ReminderLog,
+    ReviewSchedule,
+    VendorReport,
+)
+from tests.helpers import Browser, flashes, form_fields, link_in, outbox, soup
 
 DUE = date(2027, 3, 31)  # a Wednesday
 
@@ -575,3 +583,275 @@ def test_keys_fit_the_column_and_stay_unique():
     assert reminders.make_key("schedule:1", "due_7", DUE, "a@example.jp") == (
         "schedule:1:due_7:2027-03-31:a@example.jp"
     )
+
+
+# Failures of one message, overlapping runs ------------------------------------------------------
+
+
+def test_a_message_that_cannot_be_rendered_is_recorded_as_failed_and_the_run_goes_on(
+    app, db, runner, scene, monkeypatch, caplog
+):
+    real_send = mail_service.send
+
+    def broken_for_staff(to, subject, template, **context):
+        if to == scene.staff.email:
+            raise RuntimeError("template mail/reminder_due.txt: 'None' has no attribute 'name'")
+        return real_send(to, subject, template, **context)
+
+    monkeypatch.setattr(mail_service, "send", broken_for_staff)
+    key = f"schedule:{scene.schedule.id}:due_30:2027-03-31:{scene.staff.email}"
+    with caplog.at_level(logging.INFO, logger="portal.reviews.reminders"):
+        result = runner.invoke(args=["send-reminders", "--today", "2027-03-01"])
+    # The request and the vendor's reminder went; the staff's is recorded as failed.
+    assert result.exit_code == 1, result.output
+    assert "送信 2 件・送信済みのため省略 0 件・失敗 1 件" in result.output
+    assert to(outbox(app)) == [scene.vendor.email, scene.vendor.email]
+    [logged] = [r for r in caplog.records if r.exc_info and key in r.getMessage()]
+    assert logged.levelno == logging.ERROR and "RuntimeError" in logged.exc_text
+    db.rollback()
+    row = db.scalar(sa.select(ReminderLog).where(ReminderLog.key == key))
+    assert (row.status, row.attempts, row.sent_at) == ("failed", 1, None)
+    assert row.last_error.startswith("RuntimeError: template mail/reminder_due.txt")
+
+    # Mended, the next run sends it, and only it.
+    monkeypatch.setattr(mail_service, "send", real_send)
+    result = runner.invoke(args=["send-reminders", "--today", "2027-03-02"])
+    assert result.exit_code == 0, result.output
+    # (the vendor's 30-day reminder was sent; the request, sent, is no longer planned)
+    assert "送信 1 件・送信済みのため省略 1 件・失敗 0 件" in result.output
+    assert to(outbox(app)) == sorted([scene.vendor.email, scene.vendor.email, scene.staff.email])
+
+
+def test_a_message_claimed_by_another_run_is_skipped_until_the_claim_is_stale(
+    app, db, runner, scene, time_machine
+):
+    time_machine.move_to(datetime(2027, 3, 1, 6, 15, tzinfo=UTC), tick=False)
+    key = f"schedule:{scene.schedule.id}:due_30:2027-03-31:{scene.staff.email}"
+    db.add(  # another run took it ten minutes ago and is sending it
+        ReminderLog(
+            organisation_id=scene.org.id,
+            key=key,
+            item=f"schedule:{scene.schedule.id}",
+            stage="due_30",
+            recipient=scene.staff.email,
+            subject="…",
+            status="sending",
+            attempts=0,
+            claimed_at=utcnow() - timedelta(minutes=10),
+        )
+    )
+    db.commit()
+    result = runner.invoke(args=["send-reminders", "--today", "2027-03-01"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "送信 2 件・送信済みのため省略 0 件・失敗 0 件・別の実行が送信中のため省略 1 件"
+        in result.output
+    )
+    assert f"省略: [期限30日前] {scene.staff.email}（{key}）" in result.output
+    assert scene.staff.email not in to(outbox(app))
+
+    # Still claimed 14 minutes on; after 15 the run that claimed it is taken to have stopped.
+    time_machine.move_to(datetime(2027, 3, 1, 6, 19, tzinfo=UTC), tick=False)
+    result = runner.invoke(args=["send-reminders", "--today", "2027-03-01"])
+    assert "送信 0 件・送信済みのため省略 1 件・失敗 0 件・別の実行が送信中のため省略 1 件" in (
+        result.output
+    )
+    time_machine.move_to(datetime(2027, 3, 1, 6, 21, tzinfo=UTC), tick=False)
+    result = runner.invoke(args=["send-reminders", "--today", "2027-03-01"])
+    assert result.exit_code == 0, result.output
+    assert "送信 1 件・送信済みのため省略 1 件・失敗 0 件" in result.output
+    assert to(outbox(app)).count(scene.staff.email) == 1
+    db.rollback()
+    row = db.scalar(sa.select(ReminderLog).where(ReminderLog.key == key))
+    assert (row.status, row.attempts, row.claimed_at) == ("sent", 1, None)
+
+
+def test_overlapping_runs_send_every_message_once(app, db, scene, monkeypatch):
+    """A second run starts while the first is sending its first message (cron and a run by
+    hand; two hosts): each message is claimed by one of them and sent once."""
+    day = date(2027, 3, 1)
+    real_send = mail_service.send
+    second: dict[str, reminders.RunReport | None] = {}
+
+    def send_while_another_run_starts(to, subject, template, **context):
+        if not second:
+            second["report"] = None  # one more run, not one per message
+            session = app.extensions["db_sessionmaker"]()
+            try:
+                second["report"] = reminders.run(session, day, dry_run=False, escalation_days=14)
+            finally:
+                session.close()
+        return real_send(to, subject, template, **context)
+
+    monkeypatch.setattr(mail_service, "send", send_while_another_run_starts)
+    first = send(app, db, day)
+    other = second["report"]
+    assert other is not None
+    # The first run was sending the request (planned first); the second skipped it and sent
+    # the 30-day reminders, which the first then found sent.
+    assert [r.stage for r in first.sent] == ["request"]
+    assert [r.stage for r in other.busy] == ["request"]
+    assert sorted(r.recipient for r in other.sent) == sorted(
+        [scene.staff.email, scene.vendor.email]
+    )
+    assert {r.key for r in first.already_sent} == {r.key for r in other.sent}
+    assert first.failed == other.failed == []
+    assert to(outbox(app)) == sorted([scene.vendor.email, scene.vendor.email, scene.staff.email])
+    db.rollback()
+    rows = db.scalars(sa.select(ReminderLog)).all()
+    assert len(rows) == 3 and all((r.status, r.attempts) == ("sent", 1) for r in rows)
+
+
+# Mail sent from the web: durable, retried by the job, links from BASE_URL ------------------------
+
+INCIDENT = {
+    "kind": "incident",
+    "occurred_on": "2026-11-13",
+    "occurred_time": "22:15",
+    "summary": "受託システムの管理者アカウントに不正ログインがあった。",
+    "information_affected": "住民票の写しの交付申請データ（約1,200件）",
+    "personal_data_affected": "y",
+    "measures": "当該アカウントを停止し、ログを保全した。",
+}
+
+
+def _signed_in(app, user) -> Browser:
+    browser = Browser(app.test_client())
+    response = browser.login(user)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    return browser
+
+
+def _report_incident(app, scene, *, host: str = "localhost"):
+    """The vendor reports an incident through the form; ``host`` is the Host header sent."""
+    browser = _signed_in(app, scene.vendor)
+    url = f"/vendor/reports/new?schedule={scene.schedule.id}&kind=incident"
+    form = soup(browser.get(url)).select_one("main form[method=post]")
+    values = {**form_fields(form), **INCIDENT}
+    client = browser.client
+    if host != "localhost":  # the session cookie goes wherever the request goes
+        name = app.config["SESSION_COOKIE_NAME"]
+        client.set_cookie(name, client.get_cookie(name).value, domain=host)
+    response = client.post(
+        urljoin(url, form.get("action") or url), data=values, headers={"Host": host}
+    )
+    assert response.status_code == 303, response.status_code
+    return browser, response
+
+
+def _alerts(messages) -> list:
+    return [m for m in messages if m["Subject"].startswith("【至急】委託先から事故")]
+
+
+def test_the_alert_link_comes_from_base_url_whatever_host_the_vendor_sent(
+    app, db, scene, time_machine
+):
+    time_machine.move_to("2026-11-14 10:00 +09:00")
+    _report_incident(app, scene, host="phish.example")
+    db.rollback()
+    report = db.scalar(sa.select(VendorReport))
+    alerts = _alerts(outbox(app))
+    assert to(alerts) == sorted([scene.staff.email, scene.network.email, scene.ciso.email])
+    for message in alerts:
+        assert link_in(message) == f"http://localhost/reports/{report.id}"  # BASE_URL
+        assert "phish.example" not in message.get_content()
+
+
+def test_an_alert_the_mail_server_refused_is_sent_by_the_next_run_once(
+    app, db, runner, scene, time_machine
+):
+    time_machine.move_to("2026-11-14 10:00 +09:00")
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=_closed_port(), MAIL_STARTTLS=False)
+    browser, response = _report_incident(app, scene)
+    page = browser.get(response.headers["Location"])
+    accepted, queued = flashes(page)
+    assert accepted.startswith("事故（インシデント）の報告を受け付けました（受付番号 第")
+    assert "通知しました" not in accepted
+    assert "自動的に再送されます" in queued and "緊急連絡先" in queued
+    assert outbox(app) == []
+    db.rollback()
+    report = db.scalar(sa.select(VendorReport))
+    rows = db.scalars(sa.select(ReminderLog).where(ReminderLog.stage == "report_alert")).all()
+    recipients = sorted([scene.staff.email, scene.network.email, scene.ciso.email])
+    assert sorted(r.recipient for r in rows) == recipients
+    assert {r.item for r in rows} == {f"report:{report.id}"}
+    assert all((r.status, r.attempts, r.sent_at) == ("failed", 1, None) for r in rows)
+    keys = {r.key for r in rows}
+
+    app.config.update(MAIL_SERVER="")
+    result = runner.invoke(args=["send-reminders", "--today", "2026-11-14"])
+    assert result.exit_code == 0, result.output
+    alerts = _alerts(outbox(app))
+    assert to(alerts) == recipients
+    assert all(link_in(m) == f"http://localhost/reports/{report.id}" for m in alerts)
+    sent = [line for line in result.output.splitlines() if "[事故・変更の報告の通知]" in line]
+    assert len(sent) == 3 and all(line.startswith("送信: ") for line in sent)
+    db.rollback()
+    rows = db.scalars(sa.select(ReminderLog).where(ReminderLog.stage == "report_alert")).all()
+    assert {r.key for r in rows} == keys
+    assert all((r.status, r.attempts) == ("sent", 2) for r in rows)
+
+    runner.invoke(args=["send-reminders", "--today", "2026-11-15"])
+    assert len(_alerts(outbox(app))) == 3
+
+
+def _open_confirmation(app, scene):
+    browser = _signed_in(app, scene.staff)
+    url = f"/reviews/{scene.schedule.id}"
+    response = browser.submit(url, selector="form[data-form=open]")
+    assert response.status_code == 303
+    return browser, browser.get(response.headers["Location"])
+
+
+def _request_key(db, scene) -> tuple[Confirmation, str]:
+    db.rollback()
+    confirmation = db.scalar(sa.select(Confirmation))
+    key = reminders.make_key(
+        f"confirmation:{confirmation.id}", "request", confirmation.due_on, scene.vendor.email
+    )
+    return confirmation, key
+
+
+def test_a_request_the_mail_server_refused_is_sent_by_the_next_run_once(
+    app, db, runner, scene, time_machine
+):
+    time_machine.move_to("2026-11-24 10:00 +09:00")  # the contract is due in four months
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=_closed_port(), MAIL_STARTTLS=False)
+    _browser, page = _open_confirmation(app, scene)
+    opened, queued = flashes(page)
+    assert "に回答を依頼しました" in opened
+    assert "自動送信で改めて送信されます" in queued and "やり直す必要はありません" in queued
+    assert outbox(app) == []
+    confirmation, key = _request_key(db, scene)
+    [row] = db.scalars(sa.select(ReminderLog)).all()
+    assert (row.key, row.stage, row.recipient) == (key, "request", scene.vendor.email)
+    assert (row.status, row.attempts, row.sent_at) == ("failed", 1, None)
+
+    app.config.update(MAIL_SERVER="")
+    result = runner.invoke(args=["send-reminders", "--today", "2026-11-24"])
+    assert result.exit_code == 0, result.output
+    assert "送信 1 件・送信済みのため省略 0 件・失敗 0 件" in result.output
+    [request] = outbox(app)
+    assert request["To"] == scene.vendor.email and "定期確認のお願い" in request["Subject"]
+    assert path_of(request) == f"/vendor/confirmations/{confirmation.id}"
+    db.rollback()
+    db.refresh(row)
+    assert (row.status, row.attempts) == ("sent", 2)
+    runner.invoke(args=["send-reminders", "--today", "2026-11-25"])
+    assert len(outbox(app)) == 1
+
+
+def test_a_request_the_web_sent_is_never_sent_again_by_the_job(
+    app, db, runner, scene, time_machine
+):
+    time_machine.move_to("2026-11-24 10:00 +09:00")
+    _browser, page = _open_confirmation(app, scene)
+    assert len(flashes(page)) == 1
+    [request] = outbox(app)
+    assert request["To"] == scene.vendor.email
+    _confirmation, key = _request_key(db, scene)
+    row = db.scalar(sa.select(ReminderLog))
+    assert (row.key, row.status, row.attempts) == (key, "sent", 1)
+    result = runner.invoke(args=["send-reminders", "--today", "2026-11-24"])
+    assert "送信 0 件・送信済みのため省略 0 件・失敗 0 件" in result.output
+    assert len(outbox(app)) == 1

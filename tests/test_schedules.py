@@ -216,3 +216,71 @@ def test_only_one_subject_per_schedule_is_held_by_the_database(db, make, org):
         )
         db.flush()
     db.rollback()
+
+
+def test_a_trigger_after_the_answer_stays_open_for_the_next_confirmation(db, make, org):
+    from datetime import timedelta
+
+    from portal.db import utcnow
+    from portal.reviews.models import Confirmation
+
+    assessment, staff = _decided_outsourcing(db, make, org)
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    early = schedules.add_trigger(
+        db, schedule, "incident", key="report:1", occurred_on=date(2027, 1, 5), detail="前"
+    )
+    confirmation = Confirmation(
+        organisation_id=org.id,
+        schedule=schedule,
+        number=1,
+        reason="incident",
+        questionnaire_key="periodic",
+        questionnaire_version="2026.11",
+        period_from=schedule.starts_on,
+        period_to=date(2027, 1, 20),
+        due_on=date(2027, 2, 26),
+        status="open",
+    )
+    db.add(confirmation)
+    db.flush()
+    # While the vendor has not answered, a new trigger brings the answer's due date forward.
+    schedules.add_trigger(
+        db,
+        schedule,
+        "location_change",
+        key="report:2",
+        occurred_on=date(2027, 1, 8),
+        detail="保存場所",
+        due_on=date(2027, 2, 8),
+    )
+    assert confirmation.due_on == date(2027, 2, 8)
+    confirmation.status = "submitted"
+    confirmation.submitted_at = utcnow()
+    db.flush()
+    late = schedules.add_trigger(
+        db, schedule, "incident", key="report:3", occurred_on=date(2027, 1, 21), detail="後"
+    )
+    late.created_at = confirmation.submitted_at + timedelta(seconds=1)
+    schedules.confirmed(db, schedule, confirmation, date(2027, 1, 25))
+    assert early.confirmation_id == confirmation.id
+    assert late.confirmation_id is None  # raised after the answer: not covered by it
+    assert schedule.due_on == late.due_on
+
+
+def test_an_unchanged_expiring_certificate_triggers_again_in_the_next_period(db, make, org):
+    from portal.assessments import store
+
+    assessment, staff = _decided_outsourcing(db, make, org)
+    store.save(
+        db,
+        assessment,
+        "certifications.others",
+        [{"kind": "iso27001", "number": "IS 9", "expires": "2027-03-31"}],
+        staff,
+    )
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    [first] = schedules.expiry_triggers(db, schedule, date(2026, 12, 1))
+    # A confirmation of 10 December answered it, the certificate "unchanged" (still expiring).
+    schedule.last_confirmed_on = date(2026, 12, 10)
+    [again] = schedules.expiry_triggers(db, schedule, date(2026, 12, 11))
+    assert again.key != first.key and "ISO/IEC 27001" in again.detail

@@ -505,6 +505,42 @@ def test_who_may_read_and_acknowledge_a_report(app, db, scene, make):
         reports.acknowledge(db, report, db.get(User, scene.tax_staff.id))
 
 
+def test_read_only_roles_read_a_report_but_only_those_who_answer_for_it_acknowledge(
+    app, db, scene, make
+):
+    """The auditor and the approver read every report and change nothing (DESIGN.md); the
+    staff who manage the schedule, the CISO and the ネットワーク管理者 acknowledge (9.1(3))."""
+    report = _reported(db, scene)
+    url = f"/reports/{report.id}"
+    for role in (Role.AUDITOR, Role.APPROVER):
+        reader = make.user(scene.org, roles={role}, departments=[scene.department])
+        browser = _signed_in(app, reader)
+        page = browser.get(url)
+        assert page.status_code == 200
+        assert text_of(page, "[data-field=acknowledged]") == "未確認"
+        assert soup(page).select_one("[data-section=acknowledge]") is None
+        assert "CISO" in text_of(page, "[data-field=who-acknowledges]")
+        response = browser.post(
+            f"/reports/{report.id}/acknowledge", token_from=url, follow_redirects=True
+        )
+        assert any("確認済みにできるのは" in message for message in flashes(response))
+        assert reload(db, report).acknowledged_at is None
+        with pytest.raises(ReportError, match="確認済みにできるのは"):
+            reports.acknowledge(db, report, db.get(User, reader.id))
+        db.rollback()
+    assert not db.scalars(
+        sa.select(AuditEvent).where(AuditEvent.action == "report.acknowledged")
+    ).all()
+    assert reports.can_acknowledge(db.get(User, scene.network.id), report)
+    assert reports.can_acknowledge(db.get(User, scene.staff.id), report)
+
+    ciso = _signed_in(app, scene.ciso)
+    assert soup(ciso.get(url)).select_one("[data-section=acknowledge] form") is not None
+    response = ciso.submit(url, selector="[data-section=acknowledge] form")
+    assert response.status_code == 303
+    assert reload(db, report).acknowledged_by_id == scene.ciso.id
+
+
 # ---------------------------------------------------------------------------------------------
 # Isolation between vendors
 # ---------------------------------------------------------------------------------------------

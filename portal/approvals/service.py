@@ -49,7 +49,7 @@ from portal.reviews import exits, schedules
 from portal.reviews.schedules import HIGH_RISK
 from portal.users.models import User, UserRole
 from portal.vendors import service as vendors
-from portal.web import today_jst
+from portal.web import clean_text, today_jst
 
 MAX_TEXT = 2000
 TRANSITIONS = {
@@ -97,12 +97,7 @@ class Conflict(ApprovalError):
 
 
 def _text(value: str | None, label: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
-    value = (value or "").strip()
-    if len(value) > limit:
-        raise ApprovalError(f"{label}は{limit}文字以内で入力してください。")
-    if required and not value:
-        raise ApprovalError(f"{label}を入力してください。")
-    return value
+    return clean_text(value, label, limit=limit, required=required, error=ApprovalError)
 
 
 def require_approver(actor: User, application: UseApplication, message: str) -> None:

@@ -49,6 +49,7 @@ from portal.permissions import (
 )
 from portal.questionnaires.countries import COUNTRIES
 from portal.questionnaires.schema import DATA_PURPOSES
+from portal.reviews import schedules
 from portal.scoring.engine import DECISIONS as OUTCOME_DECISIONS
 from portal.scoring.engine import RATINGS
 from portal.users.models import User
@@ -483,9 +484,13 @@ def _render_detail(application: UseApplication, decision_form: DecisionForm | No
         else None
     )
     ending = application.status == "ending"
+    schedule = schedules.schedule_of_application(get_session(), application)
     return render_template(
         "approvals/detail.html",
         application=application,
+        schedule=schedule
+        if schedule and schedules.can_view_schedule(current_user, schedule)
+        else None,
         service=application.service,
         state=state,
         ratings=RATINGS,

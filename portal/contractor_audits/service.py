@@ -43,7 +43,7 @@ from portal.reviews import files
 from portal.reviews.models import ReviewFile, ReviewSchedule
 from portal.users.models import User, UserRole
 from portal.vendors import service as vendors
-from portal.web import JST, format_date
+from portal.web import JST, clean_text, format_date
 
 MAX_TITLE = 200
 MAX_SUBCONTRACTOR = 200
@@ -175,12 +175,7 @@ def _auditor(session: Session, organisation_id: int, auditor_id: int | None, dep
 
 
 def _text(value: str | None, label: str, limit: int, *, required: bool) -> str:
-    value = (value or "").strip()
-    if required and not value:
-        raise AuditError(f"{label}を入力してください。")
-    if len(value) > limit:
-        raise AuditError(f"{label}は{limit}文字以内で入力してください。")
-    return value
+    return clean_text(value, label, limit=limit, required=required, error=AuditError)
 
 
 # ---------------------------------------------------------------------------------------------

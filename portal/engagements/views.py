@@ -22,6 +22,7 @@ from portal.permissions import Permission, can_edit_engagement, can_view_engagem
 from portal.questionnaires import loader
 from portal.questionnaires.conditions import applicable_by_engagement
 from portal.questionnaires.schema import TRACKS
+from portal.reviews import schedules
 from portal.users import service as users
 from portal.vendors import service as vendors
 
@@ -115,6 +116,8 @@ def detail(engagement_id: int):
         total=sum(n for _s, n, _f in summary),
         assessments=listed,
         contracts=clauses.contracts_for(db, [a.id for a in listed]),
+        # 定期確認 of the decided 業務委託 contracts (one query for the list).
+        review_schedules=schedules.ids_by_assessment(db, [a.id for a in listed]),
         can_edit=can_edit_engagement(current_user, engagement),
         form=form,
     )

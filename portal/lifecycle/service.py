@@ -37,7 +37,7 @@ from portal.permissions import Permission, can
 from portal.reviews import exits, schedules
 from portal.scoring.ismap import add_months_period_end
 from portal.users.models import User
-from portal.web import JST, format_date
+from portal.web import JST, clean_text, format_date
 
 MAX_TEXT = 2000
 RECORDING_STATES = {
@@ -267,12 +267,7 @@ def recordable_phases(application: UseApplication, actor: User) -> tuple[str, ..
 
 
 def _text(value: str | None, label: str, *, required: bool) -> str:
-    value = (value or "").strip()
-    if len(value) > MAX_TEXT:
-        raise LifecycleError(f"{label}は{MAX_TEXT}文字以内で入力してください。")
-    if required and not value:
-        raise LifecycleError(f"{label}を入力してください。")
-    return value
+    return clean_text(value, label, limit=MAX_TEXT, required=required, error=LifecycleError)
 
 
 def record(

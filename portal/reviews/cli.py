@@ -1,8 +1,9 @@
 """``flask --app wsgi send-reminders``: the daily reminder and escalation job (run by cron).
 
-Idempotent: running it twice sends nothing twice. ``--dry-run`` lists what would be sent and
-changes nothing. Exits with status 1 when a message could not be sent; those messages are sent
-by the next run (対策基準 9.1(3), 9.2(6), 10.1(4))."""
+Idempotent: running it twice sends nothing twice, also when two runs overlap (each message is
+claimed before it is sent; the README's cron line also takes a lock with ``flock -n``).
+``--dry-run`` lists what would be sent and changes nothing. Exits with status 1 when a message
+could not be sent; those messages are sent by the next run (対策基準 9.1(3), 9.2(6), 10.1(4))."""
 
 from __future__ import annotations
 
@@ -73,15 +74,21 @@ def send_reminders(dry_run: bool, today: date | None, escalation_days: int | Non
         return
     for reminder in report.sent:
         click.echo(f"送信: [{reminder.stage_label}] {reminder.recipient}（{reminder.key}）")
+    for reminder in report.busy:
+        click.echo(
+            f"省略: [{reminder.stage_label}] {reminder.recipient}（{reminder.key}）"
+            " — 同時に動いている別の実行が送信中です"
+        )
     for failure in report.failed:
         click.echo(
             f"失敗: [{failure.reminder.stage_label}] {failure.reminder.recipient}"
             f"（{failure.reminder.key}）: {failure.error}",
             err=True,
         )
+    busy = f"・別の実行が送信中のため省略 {len(report.busy)} 件" if report.busy else ""
     click.echo(
         f"基準日 {today.isoformat()}: 送信 {len(report.sent)} 件・"
-        f"送信済みのため省略 {len(report.already_sent)} 件・失敗 {len(report.failed)} 件"
+        f"送信済みのため省略 {len(report.already_sent)} 件・失敗 {len(report.failed)} 件{busy}"
     )
     if report.failed:
         click.echo(

@@ -17,10 +17,17 @@ from portal.assessments import answers as answer_rules
 from portal.db import get_session
 from portal.evidence import setup
 from portal.evidence.names import normalise_name
-from portal.mail import service as mail
-from portal.permissions import Permission, Role, can, require
+from portal.permissions import Permission, can, require
 from portal.questionnaires.countries import COUNTRIES
-from portal.reviews import confirmations, exits, files, findings, schedules
+from portal.reviews import (
+    confirmations,
+    exits,
+    files,
+    findings,
+    reminder_plan,
+    reminders,
+    schedules,
+)
 from portal.reviews import reports as vendor_reports
 from portal.reviews.calendar import closed_because, next_business_day
 from portal.reviews.confirmation_forms import (
@@ -33,6 +40,7 @@ from portal.reviews.confirmation_forms import (
 )
 from portal.reviews.confirmations import ConfirmationError, SectionInvalid
 from portal.reviews.models import Confirmation, ReviewSchedule
+from portal.reviews.reminder_plan import People
 from portal.reviews.schedules import STATE_LABELS, ScheduleError
 from portal.scoring.engine import RATINGS
 from portal.scoring.ismap import add_months_period_end
@@ -40,8 +48,6 @@ from portal.users.models import User
 from portal.web import format_date, parse_id, today_jst
 
 bp = Blueprint("confirmations", __name__, template_folder="templates")
-
-REQUEST_SUBJECT = "【定期確認のお願い】{title}"
 
 
 def _actor() -> User:
@@ -60,7 +66,16 @@ def _version(form) -> int | None:
 
 
 def _schedule_or_404(schedule_id: int) -> ReviewSchedule:
-    schedule = get_session().get(ReviewSchedule, schedule_id)
+    # The page lists the confirmations with who answered and checked each (one query).
+    schedule = get_session().get(
+        ReviewSchedule,
+        schedule_id,
+        options=[
+            selectinload(ReviewSchedule.confirmations).selectinload(Confirmation.checked_by),
+            selectinload(ReviewSchedule.confirmations).selectinload(Confirmation.answered_by),
+            selectinload(ReviewSchedule.triggers),
+        ],
+    )
     if schedule is None or not schedules.can_view_schedule(current_user, schedule):
         abort(404)
     return schedule
@@ -193,14 +208,10 @@ def interval(schedule_id: int):
     return redirect(url_for("confirmations.schedule", schedule_id=schedule.id), code=303)
 
 
-def vendor_recipients(schedule: ReviewSchedule) -> list[User]:
-    """The active vendor users of the schedule's company whom its organisation gave access."""
-    users = get_session().scalars(
-        sa.select(User)
-        .where(User.vendor_company_id == schedule.vendor_company_id, User.active.is_(True))
-        .order_by(User.id)
-    )
-    return [u for u in users if Role.VENDOR in u.role_set and schedules.is_vendor_of(u, schedule)]
+REQUEST_QUEUED = (
+    "委託先への依頼メールの一部を送信できませんでした。送信できなかったメールは保存してあり、"
+    "毎日の自動送信で改めて送信されます。依頼をやり直す必要はありません。"
+)
 
 
 @bp.route("/reviews/<int:schedule_id>/confirmations", methods=["POST"])
@@ -219,33 +230,20 @@ def open_confirmation(schedule_id: int):
                 "他の利用者が先にこの確認予定を変更しました。最新の内容を確認してからやり直してください。"
             )
         confirmation = confirmations.open_confirmation(db, schedule, _actor(), today_jst())
+        # The request to answer is recorded with the confirmation, under the key the reminder
+        # job uses: sent below, or by the job when the mail server is down — never twice.
+        requests = reminder_plan.request_reminders(confirmation, People(db))
+        reminders.queue(db, requests)
     except ConfirmationError as exc:
         db.rollback()
         flash(str(exc), "error")
         return back
     db.commit()
-    url = current_app.config["BASE_URL"] + url_for(
-        "confirmations.vendor_answer", confirmation_id=confirmation.id
-    )
-    recipients = vendor_recipients(schedule)
-    failed = 0
-    for user in recipients:
-        if not mail.send_after_commit(
-            user.email,
-            REQUEST_SUBJECT.format(title=schedule.title),
-            "confirmation_request",
-            confirmation=confirmation,
-            schedule=schedule,
-            url=url,
-            user=user,
-        ):
-            failed += 1
-    if failed:
-        flash(mail.MAIL_FAILED, "warning")
-    if recipients:
+    sending = reminders.send_queued(db, requests)
+    if requests:
         flash(
             f"{confirmation.label}を開始し、{schedule.vendor_company.name}の担当者"
-            f"（{len(recipients)}名）に回答を依頼しました。",
+            f"（{len(requests)}名）に回答を依頼しました。",
             "success",
         )
     else:
@@ -254,6 +252,8 @@ def open_confirmation(schedule_id: int):
             "ポータルの担当者が登録されていないため、書面で依頼し、回答を代理入力してください。",
             "warning",
         )
+    if sending.failed:
+        flash(REQUEST_QUEUED, "warning")
     return redirect(url_for("confirmations.detail", confirmation_id=confirmation.id), code=303)
 
 
@@ -621,7 +621,7 @@ def vendor_index():
         .scalars(
             sa.select(Confirmation)
             .join(ReviewSchedule, ReviewSchedule.id == Confirmation.schedule_id)
-            .options(selectinload(Confirmation.schedule))
+            .options(selectinload(Confirmation.schedule).selectinload(ReviewSchedule.organisation))
             .where(
                 ReviewSchedule.vendor_company_id == actor.vendor_company_id,
                 ReviewSchedule.organisation_id.in_(list(actor.vendor_organisation_ids)),

@@ -47,7 +47,7 @@ from portal.reviews.models import (
     ReviewSchedule,
 )
 from portal.users.models import User
-from portal.web import format_date
+from portal.web import clean_text, format_date
 
 MIN_ANSWER_DAYS = 14  # the vendor always has at least two weeks to answer
 MAX_NOTE = 2000
@@ -316,12 +316,7 @@ def _editable(confirmation: Confirmation, actor: User) -> None:
 
 
 def _text(value: str | None, label: str, limit: int, *, required: bool) -> str:
-    text = (value or "").replace("\r\n", "\n").strip()
-    if required and not text:
-        raise ConfirmationError(f"{label}を入力してください。")
-    if len(text) > limit:
-        raise ConfirmationError(f"{label}は{limit}文字以内で入力してください。")
-    return text
+    return clean_text(value, label, limit=limit, required=required, error=ConfirmationError)
 
 
 def parse_section(

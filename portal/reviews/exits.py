@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from portal.audit import service as audit
-from portal.evidence.scanner import INFECTED, Scanner
+from portal.evidence.scanner import CLEAN, INFECTED, Scanner
 from portal.evidence.service import Upload
 from portal.lifecycle import checklists
 from portal.lifecycle.checklists import Item, Phase
@@ -38,9 +38,10 @@ from portal.reviews import files
 from portal.reviews.models import EXIT_RESULTS, ExitCheck, ReviewFile, ReviewSchedule
 from portal.reviews.schedules import can_manage_schedule
 from portal.users.models import User
-from portal.web import format_date, today_jst
+from portal.web import clean_text, format_date, today_jst
 
 MAX_TEXT = 2000
+EXIT_LEAD_DAYS = 30  # an end further ahead is recorded later; confirmations go on until then
 CERTIFICATE = "deletion_certificate"
 
 
@@ -73,9 +74,9 @@ def satisfied(item: Item, record, file: ReviewFile | None) -> bool:
 
 
 def file_kept(file: ReviewFile | None) -> bool:
-    """A file that is there: not deleted, not found infected (a scan pending or failed still
-    counts; the file is quarantined until ``evidence rescan``)."""
-    return file is not None and file.deleted_at is None and file.scan_status != INFECTED
+    """A file that is there and scanned clean: a file whose scan is pending or failed is
+    quarantined (until ``evidence rescan``) and proves nothing yet."""
+    return file is not None and file.deleted_at is None and file.scan_status == CLEAN
 
 
 def history(session: Session, schedule: ReviewSchedule) -> dict[str, list[ExitCheck]]:
@@ -105,8 +106,8 @@ class ExitState:
     @property
     def label(self) -> str:
         if self.complete:
-            return f"完了（{self.done}/{self.total}）"
-        return f"{self.done}/{self.total} 実施" if self.done else "未着手"
+            return f"完了（全{self.total}項目）"
+        return f"{self.total}項目中{self.done}項目実施済み" if self.done else "未着手"
 
 
 def state(schedule: ReviewSchedule, session: Session | None = None) -> ExitState:
@@ -128,12 +129,7 @@ def state(schedule: ReviewSchedule, session: Session | None = None) -> ExitState
 
 
 def _reason(value: str | None, label: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise ExitError(f"{label}を入力してください。")
-    if len(value) > MAX_TEXT:
-        raise ExitError(f"{label}は{MAX_TEXT}文字以内で入力してください。")
-    return value
+    return clean_text(value, label, limit=MAX_TEXT, required=True, error=ExitError)
 
 
 def _record(session: Session, action: str, actor: User, schedule: ReviewSchedule, details):
@@ -274,6 +270,11 @@ def end_contract(
     if ending_on < schedule.starts_on:
         raise ExitError(
             f"契約の終了日は、確認の開始日（{format_date(schedule.starts_on)}）以降にしてください。"
+        )
+    if ending_on > today_jst() + timedelta(days=EXIT_LEAD_DAYS):
+        raise ExitError(
+            f"契約の終了日が{EXIT_LEAD_DAYS}日より先の場合は、終了日が近づいてから記録してください"
+            "（それまでは定期確認を続けます）。"
         )
     begin(
         session,

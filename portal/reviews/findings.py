@@ -3,12 +3,17 @@
 and closed with a note on what was done.
 
 - A confirmation's findings are raised by the staff who manage its schedule
-  (``schedules.can_manage_schedule``); an audit's by the holders of ``CONTRACTOR_AUDITS_MANAGE``
-  in the same organisation, once the audit has been carried out.
-- The owner is an active staff user of the organisation who can read findings (REVIEWS_VIEW);
-  the due date is between today and two years ahead.
-- A finding is closed, with a note, by its owner, by the staff who manage the schedule
-  (confirmation findings) or by the audit managers (audit findings).
+  (``schedules.can_manage_schedule``); an audit's only by the audit's assigned auditor, still
+  holding ``CONTRACTOR_AUDITS_MANAGE`` and not a member of the audited department
+  (``contractor_audits.service.may_record``; 10.1(2)①, 10.1(4), SECURITY.md "an auditor
+  cannot audit their own department"), once the audit has been carried out.
+- The owner is an active staff user of the organisation who can act on a corrective action:
+  holding REVIEWS_MANAGE (担当職員) or LIFECYCLE_RECORD (外部サービス管理者) — never an
+  auditor, approver or CISO who only reads (DESIGN.md: the auditor reads everything, changes
+  nothing); the due date is between today and two years ahead.
+- A confirmation's finding is closed, with a note, by its owner or by the staff who manage the
+  schedule. An audit's finding only by the auditor who may record the audit (``may_record``):
+  its owner carries out the corrective action and the auditor confirms it (10.1(4)).
 - Staff read their departments' findings and those they own; the organisation-wide readers
   (approver, 外部サービス管理者, CISO, ネットワーク管理者, auditor) read them all.
 
@@ -23,19 +28,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from portal.audit import service as audit
+from portal.contractor_audits import service as contractor_audits
 from portal.contractor_audits.models import ContractorAudit
 from portal.permissions import (
     ORGANISATION_WIDE_READERS,
     ROLE_PERMISSIONS,
     Permission,
-    can,
     permissions_of,
     same_organisation,
 )
 from portal.reviews import schedules
 from portal.reviews.models import SEVERITIES, Confirmation, Finding
 from portal.users.models import User, UserRole
-from portal.web import format_date
+from portal.web import clean_text, format_date
 
 MAX_TITLE = 200
 MAX_TEXT = 4000
@@ -89,13 +94,18 @@ def latest_due(today: date) -> date:
         return today.replace(year=today.year + MAX_YEARS_AHEAD, day=28)
 
 
-_READER_ROLES = sorted(
-    role.value for role, granted in ROLE_PERMISSIONS.items() if Permission.REVIEWS_VIEW in granted
+# Who can carry out a corrective action: the department's staff (REVIEWS_MANAGE) and the
+# 外部サービス管理者 (LIFECYCLE_RECORD). Read-only roles (auditor, approver, CISO, ネットワーク
+# 管理者) are not owners.
+OWNER_PERMISSIONS = frozenset({Permission.REVIEWS_MANAGE, Permission.LIFECYCLE_RECORD})
+_OWNER_ROLES = sorted(
+    role.value for role, granted in ROLE_PERMISSIONS.items() if granted & OWNER_PERMISSIONS
 )
 
 
 def eligible_owners(session: Session, organisation_id: int) -> list[User]:
-    """Active staff of the organisation who can read findings: the owner choices."""
+    """Active staff of the organisation who can act on a corrective action (REVIEWS_MANAGE or
+    LIFECYCLE_RECORD): the owner choices."""
     return list(
         session.scalars(
             sa.select(User)
@@ -103,7 +113,7 @@ def eligible_owners(session: Session, organisation_id: int) -> list[User]:
                 User.organisation_id == organisation_id,
                 User.active.is_(True),
                 User.vendor_company_id.is_(None),
-                User.id.in_(sa.select(UserRole.user_id).where(UserRole.role.in_(_READER_ROLES))),
+                User.id.in_(sa.select(UserRole.user_id).where(UserRole.role.in_(_OWNER_ROLES))),
             )
             .options(selectinload(User.departments))
             .order_by(User.name, User.id)
@@ -119,22 +129,18 @@ def _owner(session: Session, organisation_id: int, owner_id: int | None) -> User
         owner.is_vendor
         or owner.organisation_id != organisation_id
         or not owner.active
-        or Permission.REVIEWS_VIEW not in permissions_of(owner)
+        or not permissions_of(owner) & OWNER_PERMISSIONS
     ):
         raise FindingError(
-            "是正措置の担当者には、この団体の有効な職員を指定してください"
-            "（事業者、他団体の利用者、無効なアカウントは指定できません）。"
+            "是正措置の担当者には、この団体の有効な職員で、是正措置を行う担当職員又は"
+            "外部サービス管理者を指定してください（事業者、他団体の利用者、無効なアカウント、"
+            "閲覧のみの監査担当・許可権限者・CISO等は指定できません）。"
         )
     return owner
 
 
 def _text(value: str | None, label: str, limit: int, *, required: bool) -> str:
-    value = (value or "").strip()
-    if required and not value:
-        raise FindingError(f"{label}を入力してください。")
-    if len(value) > limit:
-        raise FindingError(f"{label}は{limit}文字以内で入力してください。")
-    return value
+    return clean_text(value, label, limit=limit, required=required, error=FindingError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,18 +148,12 @@ def _text(value: str | None, label: str, limit: int, *, required: bool) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_audit_manager(actor: User, organisation_id: int) -> bool:
-    return (
-        not actor.is_vendor
-        and same_organisation(actor, organisation_id)
-        and can(actor, Permission.CONTRACTOR_AUDITS_MANAGE)
-    )
-
-
 def can_raise(actor: User, source: Source) -> bool:
+    """A confirmation's: the staff who manage its schedule (9.1(3), 9.2(6)). An audit's: only
+    the assigned auditor outside the audited department (10.1(2)①, 10.1(4))."""
     if isinstance(source, Confirmation):
         return schedules.can_manage_schedule(actor, source.schedule)
-    return _is_audit_manager(actor, source.organisation_id)
+    return contractor_audits.may_record(actor, source)
 
 
 def source_of(session: Session, finding: Finding) -> Source:
@@ -163,16 +163,32 @@ def source_of(session: Session, finding: Finding) -> Source:
 
 
 def can_close(session: Session, actor: User, finding: Finding) -> bool:
-    """The owner, the staff who manage the schedule (a confirmation's finding) or the audit
-    managers (an audit's finding)."""
+    """A confirmation's finding: its owner or the staff who manage the schedule (9.2(6)). An
+    audit's finding: only the auditor who may record the audit (``may_record``: assigned, not
+    in the audited department) — the owner acts, the auditor confirms the closure (10.1(2)①,
+    10.1(4))."""
     if actor.is_vendor or not same_organisation(actor, finding.organisation_id):
         return False
+    source = source_of(session, finding)
+    if isinstance(source, ContractorAudit):
+        return contractor_audits.may_record(actor, source)
     if finding.owner_id == actor.id:
         return True
-    source = source_of(session, finding)
-    if isinstance(source, Confirmation):
-        return schedules.can_manage_schedule(actor, source.schedule)
-    return _is_audit_manager(actor, finding.organisation_id)
+    return source is not None and schedules.can_manage_schedule(actor, source.schedule)
+
+
+def who_closes(finding: Finding) -> str:
+    """Who may close ``finding``, for the refusal and the finding's page."""
+    if finding.audit_id is not None:
+        return (
+            "委託先監査の指摘事項を完了にできるのは、この監査の担当者（監査の対象となる課に"
+            "所属しない者）だけです。是正措置の担当者が対応し、監査担当者が確認して完了にします"
+            "（対策基準10.1(2)①、10.1(4)）。"
+        )
+    return (
+        "この指摘事項を完了にできるのは、是正措置の担当者又は担当課の職員"
+        "（外部サービスでは、その外部サービス管理者も）です。"
+    )
 
 
 def can_view(actor: User, finding: Finding) -> bool:
@@ -314,7 +330,10 @@ def raise_finding(
             raise FindingError(
                 "この定期確認の指摘事項を登録できるのは、担当課の職員（又は外部サービス管理者）です。"
             )
-        raise FindingError("委託先監査の指摘事項を登録できるのは、監査担当者とCISOです。")
+        raise FindingError(
+            "委託先監査の指摘事項を登録できるのは、この監査の担当者（監査の対象となる課に"
+            "所属しない者）だけです（対策基準10.1(2)①、10.1(4)）。"
+        )
     if isinstance(source, ContractorAudit):
         if source.status == "planned":
             raise FindingError("監査の実施を記録してから、指摘事項を登録してください。")
@@ -373,9 +392,7 @@ def close(
 ) -> None:
     """Close a finding once its corrective action is done; the note says what was done."""
     if not can_close(session, actor, finding):
-        raise FindingError(
-            "この指摘事項を完了にできるのは、是正措置の担当者、担当課の職員又は監査担当者です。"
-        )
+        raise FindingError(who_closes(finding))
     if finding.version != version:
         raise FindingError(
             "他の利用者が先にこの指摘事項を変更しました。最新の内容を確認してからやり直してください。"

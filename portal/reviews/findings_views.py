@@ -144,6 +144,7 @@ def detail(finding_id: int):
         form=CloseForm(version=str(finding.version)) if may_close else None,
         overdue=findings.is_overdue(finding, today),
         created_by=db.get(User, finding.created_by_id),
+        who_closes=findings.who_closes(finding),
     )
 
 
@@ -176,10 +177,15 @@ def close(finding_id: int):
 
 
 @bp.route("/confirmations/<int:confirmation_id>/findings", methods=["POST"])
-@require(Permission.REVIEWS_MANAGE)
+@require(Permission.REVIEWS_VIEW)
 def raise_for_confirmation(confirmation_id: int):
+    """Raised by the staff who manage the schedule — the department's staff and the service's
+    外部サービス管理者, who holds no REVIEWS_MANAGE (9.1(3), 9.2(6)): the object rule decides
+    (404 when the confirmation is not visible, 403 when it is but may not be changed)."""
     confirmation = get_session().get(Confirmation, confirmation_id)
     if confirmation is None or not schedules.can_view_schedule(current_user, confirmation.schedule):
         abort(404)
+    if not findings.can_raise(_actor(), confirmation):
+        abort(403)
     back = url_for("confirmations.detail", confirmation_id=confirmation.id)
     return raise_from_form(confirmation, back)

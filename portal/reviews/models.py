@@ -24,7 +24,7 @@ from portal.users.models import User
 from portal.vendors.models import VendorCompany
 
 SCHEDULE_STATUSES = {
-    "active": "確認中（契約・利用中）",
+    "active": "契約・利用中",
     "ending": "終了手続中",
     "ended": "終了",
 }
@@ -38,7 +38,7 @@ TRIGGER_KINDS = {
     "incident": "事故（インシデント）の報告",
 }
 
-CONFIRMATION_REASONS = {"scheduled": "定期", **TRIGGER_KINDS}
+CONFIRMATION_REASONS = {"scheduled": "確認の間隔による定期の確認", **TRIGGER_KINDS}
 
 CONFIRMATION_STATUSES = {
     "open": "回答待ち",
@@ -466,7 +466,10 @@ class ReviewFile(Base):
 
 class ReminderLog(Base):
     """One reminder to one recipient: the sent flag that makes ``send-reminders`` idempotent.
-    ``failed`` rows are retried by the next run; ``sent`` rows are never sent again."""
+    ``failed`` rows (not yet sent: failed, or queued with no attempt) are retried by the next
+    run; ``sent`` rows are never sent again; ``sending`` rows are claimed by a run (or a web
+    request) sending them since ``claimed_at`` — others leave them alone until the claim is
+    stale (``reminders.CLAIM_TIMEOUT``)."""
 
     __tablename__ = "reminder_log"
 
@@ -482,5 +485,6 @@ class ReminderLog(Base):
     last_error: Mapped[str] = mapped_column(sa.Text, default="")
     first_tried_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    __table_args__ = (sa.CheckConstraint("status IN ('sent', 'failed')", name="status"),)
+    __table_args__ = (sa.CheckConstraint("status IN ('sent', 'failed', 'sending')", name="status"),)

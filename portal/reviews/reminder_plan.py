@@ -11,7 +11,10 @@
   reaches each vendor contact once.
 - Findings (指摘事項) with a corrective action: 7 days before the due date and weekly once
   overdue, to the owner (``finding_due_7``, ``finding_overdue``); escalated like schedules.
-- Requests to answer a confirmation (``request``) queued or failed earlier.
+- Requests to answer a confirmation (``request``) and alerts of a vendor's incident or change
+  report to staff (``report_alert``, 9.1(3)) queued or failed earlier: the web records them in
+  the transaction that opens the confirmation or takes the report and tries to send them at
+  once; what it could not send, the job sends.
 
 Every message has a key — item, stage, due date, recipient — that ``ReminderLog`` keeps unique:
 the plan may be made any number of times a day, a key is sent once. Pure reading; nothing here
@@ -35,10 +38,18 @@ from portal.approvals.models import UseApplication
 from portal.approvals.service import report_recipients
 from portal.orgs.models import Department, Organisation
 from portal.permissions import Permission, can
-from portal.reviews import findings, schedules
-from portal.reviews.models import Confirmation, Finding, ReminderLog, ReviewSchedule
+from portal.reviews import findings, reports, schedules
+from portal.reviews.models import (
+    Confirmation,
+    Finding,
+    ReminderLog,
+    ReviewSchedule,
+    ReviewTrigger,
+    VendorReport,
+)
 from portal.users.models import User, user_department
 from portal.vendors.models import VendorAccess
+from portal.web import JST
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,13 @@ STAGE_LABELS = {
     **{f"expiry_{days}": f"有効期限{days}日前" for days in schedules.EXPIRY_WARN_DAYS},
     "finding_due_7": "指摘事項の期限7日前",
     "finding_overdue": "指摘事項の期限超過",
+    "report_alert": "事故・変更の報告の通知",
+}
+
+ALERT_SUBJECTS = {
+    "incident": "【至急】委託先から事故（インシデント）の報告がありました",
+    "subcontractor_change": "【報告】委託先から再委託先の変更の報告がありました",
+    "location_change": "【報告】委託先からデータの保存場所の変更の報告がありました",
 }
 
 
@@ -226,7 +244,7 @@ def plan(session: Session, today: date, *, escalation_days: int) -> list[Reminde
     """Every reminder due on ``today``, sent or not (``reminders.run`` skips the sent ones)."""
     people = People(session)
     # Requests to answer a confirmation first: the reminders about it follow them.
-    planned = pending_requests(session, people)
+    planned = pending_requests(session, people) + pending_alerts(session)
     active = session.scalars(
         sa.select(ReviewSchedule)
         .join(Organisation, Organisation.id == ReviewSchedule.organisation_id)
@@ -563,12 +581,8 @@ def _request(confirmation: Confirmation, user: User) -> Reminder:
 def pending_requests(session: Session, people: People) -> list[Reminder]:
     """Requests queued or failed earlier, while the confirmation still waits for the vendor and
     the recipient is still one of its contacts (the key is kept: it is the same message)."""
-    rows = session.scalars(
-        sa.select(ReminderLog)
-        .where(ReminderLog.stage == "request", ReminderLog.status == "failed")
-        .order_by(ReminderLog.id)
-    ).all()
-    ids = {_confirmation_id(row) for row in rows} - {None}
+    rows = _unsent(session, "request")
+    ids = {_item_id(row, "confirmation") for row in rows} - {None}
     waiting = {
         c.id: c
         for c in session.scalars(
@@ -580,7 +594,7 @@ def pending_requests(session: Session, people: People) -> list[Reminder]:
     }
     reminders = []
     for row in rows:
-        confirmation = waiting.get(_confirmation_id(row))
+        confirmation = waiting.get(_item_id(row, "confirmation"))
         if confirmation is None:
             continue
         contacts = people.vendor_contacts(confirmation.schedule)
@@ -592,6 +606,80 @@ def pending_requests(session: Session, people: People) -> list[Reminder]:
     return reminders
 
 
-def _confirmation_id(row: ReminderLog) -> int | None:
-    kind, _, number = row.item.partition(":")
-    return int(number) if kind == "confirmation" and number.isdigit() else None
+def _unsent(session: Session, stage: str) -> list[ReminderLog]:
+    """Rows of ``stage`` not yet sent: queued, failed, or claimed by a run that may have
+    stopped (``reminders.run`` claims each before sending, and skips a fresh claim)."""
+    return list(
+        session.scalars(
+            sa.select(ReminderLog)
+            .where(ReminderLog.stage == stage, ReminderLog.status != "sent")
+            .order_by(ReminderLog.id)
+        )
+    )
+
+
+def _item_id(row: ReminderLog, kind: str) -> int | None:
+    found, _, number = row.item.partition(":")
+    return int(number) if found == kind and number.isdigit() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Alerts of vendor reports
+# ---------------------------------------------------------------------------------------------
+
+
+def report_alerts(session: Session, report: VendorReport) -> list[Reminder]:
+    """The alert of a vendor's incident or change report, one per recipient
+    (``reports.recipients``: the department's staff, the service's 外部サービス管理者 and, for
+    an incident, the ネットワーク管理者 and the CISO; 9.1(3), 9.1(2)⑩, 9.2(2)②(オ))."""
+    trigger = reports.trigger_of(session, report)
+    return [_alert(report, trigger, user) for user in reports.recipients(session, report)]
+
+
+def _alert(report: VendorReport, trigger: ReviewTrigger | None, user: User) -> Reminder:
+    schedule = report.schedule
+    return _message(
+        user,
+        item=f"report:{report.id}",
+        stage="report_alert",
+        due=report.reported_at.astimezone(JST).date(),
+        organisation_id=report.organisation_id,
+        subject=f"{ALERT_SUBJECTS[report.kind]}（{_one_line(schedule.title)}）",
+        template="incident_reported" if report.kind == "incident" else "change_reported",
+        context={
+            "report": report,
+            "schedule": schedule,
+            "trigger": trigger,
+            # From BASE_URL, never from the Host header of the vendor's request.
+            "url": absolute_url("vendor_reports.detail", report_id=report.id),
+        },
+    )
+
+
+def pending_alerts(session: Session) -> list[Reminder]:
+    """Alerts the web could not send, to recipients who still are ones (an alert is not lost
+    because someone else has acknowledged the report: the CISO must still learn of an
+    incident). The key is kept: it is the same message."""
+    rows = _unsent(session, "report_alert")
+    ids = {_item_id(row, "report") for row in rows} - {None}
+    found = {
+        r.id: r
+        for r in session.scalars(
+            sa.select(VendorReport)
+            .options(selectinload(VendorReport.schedule))
+            .where(VendorReport.id.in_(ids))
+        )
+    }
+    alerts: dict[int, dict[str, Reminder]] = {}
+    reminders = []
+    for row in rows:
+        report = found.get(_item_id(row, "report"))
+        if report is None:
+            continue
+        if report.id not in alerts:
+            alerts[report.id] = {a.recipient: a for a in report_alerts(session, report)}
+        alert = alerts[report.id].get(row.recipient)
+        if alert is not None:
+            alert.key = row.key
+            reminders.append(alert)
+    return reminders

@@ -21,9 +21,8 @@ from flask_login import current_user
 
 from portal.db import get_session, utcnow
 from portal.evidence import setup
-from portal.mail import service as mail
 from portal.permissions import Permission, require
-from portal.reviews import files, reports
+from portal.reviews import files, reminder_plan, reminders, reports
 from portal.reviews.models import REPORT_KINDS, ReviewSchedule, VendorReport
 from portal.reviews.report_forms import ReportForm
 from portal.reviews.reports import ReportError, ReportInput
@@ -33,11 +32,10 @@ from portal.web import JST, parse_id
 bp = Blueprint("vendor_reports", __name__, template_folder="templates")
 log = logging.getLogger(__name__)
 
-MAIL_SUBJECTS = {
-    "incident": "【至急】委託先から事故（インシデント）の報告がありました",
-    "subcontractor_change": "【報告】委託先から再委託先の変更の報告がありました",
-    "location_change": "【報告】委託先からデータの保存場所の変更の報告がありました",
-}
+ALERT_QUEUED = (
+    "団体の担当者への通知メールの一部を、まだ送信できていません。通知は保存してあり、"
+    "自動的に再送されます。お急ぎの場合は、契約で定めた緊急連絡先にもご連絡ください。"
+)
 
 
 def _actor() -> User:
@@ -161,6 +159,10 @@ def create():
                 max_bytes=setup.max_bytes_for(current_app),
             )
             stored.append(row.stored_name)
+        # Staff are alerted at once (9.1(3)): the alerts are recorded with the report and sent
+        # after the commit; what the mail server refuses, ``send-reminders`` sends.
+        alerts = reminder_plan.report_alerts(db, report)
+        reminders.queue(db, alerts)
         db.commit()
     except BaseException as exc:
         db.rollback()
@@ -169,43 +171,20 @@ def create():
             raise
         flash(str(exc), "error")
         return _render_form(schedule, form, 422)
+    sending = reminders.send_queued(db, alerts)
     flash(
         f"{report.kind_label}の報告を受け付けました（受付番号 第{report.id}号）。"
-        "団体の担当者に通知しました。",
+        + ("" if sending.failed else "団体の担当者に通知しました。"),
         "success",
     )
-    _alert(report)
+    if sending.failed:
+        log.error(
+            "report %s: %s alert(s) not sent yet; send-reminders retries them",
+            report.id,
+            len(sending.failed),
+        )
+        flash(ALERT_QUEUED, "warning")
     return redirect(url_for("vendor_reports.vendor_detail", report_id=report.id), code=303)
-
-
-def _alert(report: VendorReport) -> None:
-    """Tell staff at once (9.1(3)): after the commit, so a mail failure loses no report."""
-    db = get_session()
-    schedule = report.schedule
-    trigger = reports.trigger_of(db, report)
-    template = "incident_reported" if report.kind == "incident" else "change_reported"
-    subject = f"{MAIL_SUBJECTS[report.kind]}（{' '.join(schedule.title.split())}）"
-    url = url_for("vendor_reports.detail", report_id=report.id, _external=True)
-    failed = 0
-    for user in reports.recipients(db, report):
-        sent = mail.send_after_commit(
-            user.email,
-            subject,
-            template,
-            user=user,
-            report=report,
-            schedule=schedule,
-            trigger=trigger,
-            url=url,
-        )
-        failed += not sent
-    if failed:
-        log.error("report %s: %s alert(s) could not be sent", report.id, failed)
-        flash(
-            "報告は受け付けましたが、団体の担当者への通知メールの一部を送信できませんでした。"
-            "急ぎの場合は、契約で定めた緊急連絡先にも連絡してください。",
-            "warning",
-        )
 
 
 @bp.route("/vendor/reports/<int:report_id>")
@@ -235,6 +214,7 @@ def detail(report_id: int):
         schedule=report.schedule,
         trigger=reports.trigger_of(db, report),
         files=files.files_of(db, report),
+        may_acknowledge=reports.can_acknowledge(_actor(), report),
     )
 
 

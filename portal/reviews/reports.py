@@ -8,8 +8,11 @@
 - The report brings the next 定期確認 forward (schedules.add_trigger: 7 days for an incident, 30
   for a change, counted from the day of the report and moved to a business day).
 - Staff are alerted at once: the responsible department's staff and the service's 外部サービス
-  管理者; for an incident also the ネットワーク管理者 and the CISO (9.1(3)). Staff who see the
-  schedule acknowledge the report.
+  管理者; for an incident also the ネットワーク管理者 and the CISO (9.1(3)). Those who answer
+  for it acknowledge the report: the staff who manage the schedule (担当課の職員, the service's
+  外部サービス管理者) and the organisation's CISO and ネットワーク管理者 (9.1(3)). Read-only
+  roles (auditor, approver) read it but do not acknowledge it (DESIGN.md: the auditor reads
+  everything, changes nothing).
 
 Services flush, callers commit."""
 
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from portal.approvals import service as approvals
 from portal.audit import service as audit
-from portal.permissions import ROLE_PERMISSIONS, Permission, can
+from portal.permissions import ROLE_PERMISSIONS, Permission, Role, can
 from portal.reviews import schedules
 from portal.reviews.models import REPORT_KINDS, ReviewSchedule, ReviewTrigger, VendorReport
 from portal.users.models import User, UserRole, user_department
@@ -39,6 +42,8 @@ REPORTABLE_STATUSES = {
     "subcontractor_change": ("active",),
     "location_change": ("active",),
 }
+# Organisation-wide roles told of incidents who also acknowledge reports (9.1(3)).
+ACKNOWLEDGING_ROLES = frozenset({Role.CISO, Role.NETWORK_ADMIN})
 # Roles that answer for a department's contracts (their staff are told of every report).
 MANAGING_ROLES = sorted(
     role.value for role, granted in ROLE_PERMISSIONS.items() if Permission.REVIEWS_MANAGE in granted
@@ -85,6 +90,16 @@ def can_view_report(actor: User, report: VendorReport) -> bool:
         and can(actor, Permission.REVIEWS_VIEW)
         and report.organisation_id == actor.organisation_id
         and schedules.can_view_schedule(actor, report.schedule)
+    )
+
+
+def can_acknowledge(actor: User, report: VendorReport) -> bool:
+    """Who may mark the report as read and in hand: among those who read it, the staff who
+    manage the schedule (``schedules.can_manage_schedule``) and the organisation's CISO and
+    ネットワーク管理者 (9.1(3)); not the auditor or the approver, who only read."""
+    return can_view_report(actor, report) and (
+        schedules.can_manage_schedule(actor, report.schedule)
+        or bool(actor.role_set & ACKNOWLEDGING_ROLES)
     )
 
 
@@ -248,10 +263,14 @@ def submit_report(
 def acknowledge(
     session: Session, report: VendorReport, actor: User, now: datetime | None = None
 ) -> bool:
-    """Staff who see the schedule acknowledge the report. Idempotent: False (and nothing
-    recorded) when it was acknowledged already."""
-    if not can_view_report(actor, report):
-        raise ReportError("この報告を確認する権限がありません。")
+    """The staff who manage the schedule, the CISO or the ネットワーク管理者 acknowledge the
+    report (:func:`can_acknowledge`, 9.1(3)). Idempotent: False (and nothing recorded) when it
+    was acknowledged already."""
+    if not can_acknowledge(actor, report):
+        raise ReportError(
+            "この報告を確認済みにできるのは、担当課の職員、外部サービス管理者、CISO及び"
+            "ネットワーク管理者です。"
+        )
     if report.acknowledged_at is not None:
         return False
     report.acknowledged_by_id = actor.id

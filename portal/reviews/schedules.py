@@ -221,6 +221,17 @@ def schedule_of_application(session: Session, application: UseApplication):
     )
 
 
+def ids_by_assessment(session: Session, assessment_ids: list[int]) -> dict[int, int]:
+    """assessment id → its schedule's id, for a list of assessments (one query)."""
+    return dict(
+        session.execute(
+            sa.select(ReviewSchedule.assessment_id, ReviewSchedule.id).where(
+                ReviewSchedule.assessment_id.in_(assessment_ids)
+            )
+        ).all()
+    )
+
+
 def schedule_of_assessment(session: Session, assessment: Assessment):
     return session.scalar(
         sa.select(ReviewSchedule).where(ReviewSchedule.assessment_id == assessment.id)
@@ -323,6 +334,10 @@ def add_trigger(
     )
     schedule.triggers.append(trigger)
     recompute(schedule)
+    waiting = schedule.current_confirmation
+    if waiting is not None and waiting.status in ("open", "returned"):
+        # The vendor's answer is now due as early as the trigger asks.
+        waiting.due_on = min(waiting.due_on, trigger.due_on)
     session.flush()
     _record(
         session,
@@ -380,8 +395,11 @@ def _as_date(value) -> date | None:
 
 def expiry_triggers(session: Session, schedule: ReviewSchedule, today: date) -> list[ReviewTrigger]:
     """A trigger for every certificate expiring within 120 days (due on the expiry, or at the
-    latest the next business day when it has passed). Idempotent: keyed by label and date."""
+    latest the next business day when it has passed). Idempotent within a period: keyed by
+    label, date and the period's start, so a certificate confirmed as unchanged that is still
+    expiring raises a trigger again in the next period."""
     added = []
+    period = (schedule.last_confirmed_on or schedule.starts_on).isoformat()
     for expiry in expiries(session, schedule):
         if expiry.until > today + timedelta(days=EXPIRY_TRIGGER_DAYS):
             continue
@@ -389,7 +407,7 @@ def expiry_triggers(session: Session, schedule: ReviewSchedule, today: date) -> 
             session,
             schedule,
             expiry.kind,
-            key=f"{expiry.kind}:{expiry.label}:{expiry.until.isoformat()}",
+            key=f"{expiry.kind}:{expiry.label}:{expiry.until.isoformat()}:{period}",
             occurred_on=today,
             due_on=max(expiry.until, today),
             detail=f"{expiry.label}（有効期限 {expiry.until.isoformat()}）",
@@ -399,15 +417,18 @@ def expiry_triggers(session: Session, schedule: ReviewSchedule, today: date) -> 
     return added
 
 
-def answered(schedule: ReviewSchedule, confirmation_id: int) -> None:
-    """The open triggers are answered by this confirmation."""
+def answered(schedule: ReviewSchedule, confirmation) -> None:
+    """The open triggers the confirmation covered — those raised before the vendor handed it
+    in — are answered by it; later ones stay open for the next confirmation."""
+    handed_in = confirmation.submitted_at
     for trigger in schedule.open_triggers:
-        trigger.confirmation_id = confirmation_id
+        if handed_in is None or trigger.created_at is None or trigger.created_at <= handed_in:
+            trigger.confirmation_id = confirmation.id
 
 
 def confirmed(session: Session, schedule: ReviewSchedule, confirmation, on: date) -> date:
     """A confirmation was completed on ``on``: the next period starts; returns the next due."""
-    answered(schedule, confirmation.id)
+    answered(schedule, confirmation)
     recompute(schedule, regular_due(on, schedule.interval_months))
     schedule.last_confirmed_on = on
     session.flush()

@@ -40,7 +40,8 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.Column('first_tried_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint("status IN ('sent', 'failed')", name=op.f('ck_reminder_log_status')),
+    sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("status IN ('sent', 'failed', 'sending')", name=op.f('ck_reminder_log_status')),
     sa.ForeignKeyConstraint(['organisation_id'], ['organisation.id'], name=op.f('fk_reminder_log_organisation_id_organisation')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reminder_log')),
     sa.UniqueConstraint('key', name=op.f('uq_reminder_log_key'))
