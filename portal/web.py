@@ -57,6 +57,23 @@ TEMPORARY_PASSWORD_ALLOWED = {
 MAX_ID = 2**31 - 1
 
 
+def current_actor():
+    """The logged-in user itself (not the proxy), as services take it."""
+    return current_user._get_current_object()
+
+
+def flash_form_errors(form) -> None:
+    """Every error of a refused form as a flash message with its field's label; a stale
+    version or a missing CSRF token asks the user to reload the page instead."""
+    for name, errors in form.errors.items():
+        if name in ("version", "csrf_token"):
+            flash("画面を読み込み直してから、もう一度操作してください。", "error")
+            continue
+        label = form[name].label.text if name in form else ""
+        for error in errors:
+            flash(f"{label}: {error}" if label else error, "error")
+
+
 def clean_text(
     value: str | None, label: str, *, limit: int, required: bool, error: type[Exception]
 ) -> str:

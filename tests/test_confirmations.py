@@ -141,7 +141,11 @@ def signed_in(app, user) -> Browser:
 
 def events(db, action):
     db.rollback()
-    return list(db.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
+    return list(
+        db.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------

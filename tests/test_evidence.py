@@ -201,7 +201,11 @@ def rows(db) -> list[EvidenceFile]:
 
 def events(db, action: str) -> list[AuditEvent]:
     db.rollback()
-    return list(db.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
+    return list(
+        db.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        )
+    )
 
 
 def stored_files(evidence_dir: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """Ending a contract or a service runs the exit checklist (対策基準 9.1(2)⑧⑨, 9.2(7)): a 業務委託
 contract is ended, its items recorded (the 消去証明書 uploaded and read back), then closed — or
-closed with a recorded reason; an external service's 廃止 keeps it 廃止手続中 in the register
+closed with a recorded reason by a second person, the approver or the CISO, never the department
+(兼務の禁止, 2(6)); an external service's 廃止 keeps it 廃止手続中 in the register
 until its exit checks are complete, or until the approver (never the manager alone) records
 why it is retired anyway. Every refusal changes nothing."""
 
@@ -55,7 +56,9 @@ def team(make, org, other_org):
             name="管理 四郎",
         ),
         "auditor": make.user(org, roles={Role.AUDITOR}, name="監査 五郎"),
+        "ciso": make.user(org, roles={Role.CISO}, name="統括 八郎"),
         "foreign": make.user(other_org, roles={Role.STAFF}, name="他団体 六郎"),
+        "foreign_approver": make.user(other_org, roles={Role.APPROVER}, name="他団体 九郎"),
         "company": company,
         "vendor": make.user(org, company=company, name="事業者 七郎"),
     }
@@ -335,9 +338,15 @@ def test_a_contract_is_ended_its_checklist_recorded_with_the_certificate_and_clo
     assert schedules.state_of(contract, date(2027, 4, 6)) == "ended"
 
 
-def test_a_contract_is_closed_with_a_recorded_reason_before_its_checklist_is_complete(
-    app, db, team, contract
+OVERRIDE_REASON = "委託先が倒産し、消去証明書の提出を受けられないため。"
+
+
+@pytest.mark.parametrize("closer", ["approver", "ciso"])
+def test_the_approver_or_the_ciso_closes_an_incomplete_contract_with_a_reason_staff_cannot(
+    app, db, team, contract, closer
 ):
+    """兼務の禁止 (2(6), 9.1(2)⑨): the department records the checklist; closing it unfinished
+    is a second person's — the 許可権限者 or the CISO — with the reason, as for a service."""
     with at(date(2027, 4, 1)):
         end(db, contract, team["staff"])
         record_all(
@@ -346,32 +355,149 @@ def test_a_contract_is_closed_with_a_recorded_reason_before_its_checklist_is_com
         with pytest.raises(ExitError, match="終わっていない項目があります: .*消去証明書"):
             exits.close(db, contract, team["staff"], version=contract.version)
         db.rollback()
-        with pytest.raises(ExitError, match="理由を入力してください"):
+
+        # The department's staff: no override form, told who records one, refused if they post.
+        staff = signed_in(app, team["staff"])
+        page = staff.get(exit_page(contract))
+        assert soup(page).select_one("form[data-form=override]") is None
+        assert soup(page).select_one("form[data-form=close]") is None
+        told = text_of(page, "[data-field=override-by]")
+        assert "許可権限者又はCISO" in told and "2(6)" in told
+        refused = staff.post(
+            f"/reviews/{contract.id}/exit/override",
+            {"reason": OVERRIDE_REASON, "version": str(contract.version)},
+            token_from=exit_page(contract),
+        )
+        assert refused.status_code == 403
+        assert any("許可権限者又はCISO" in m for m in flashes(refused))
+        with pytest.raises(ExitError, match="許可権限者又はCISO"):
             exits.close_with_override(
-                db, contract, team["staff"], reason="  ", version=contract.version
+                db, contract, team["staff"], reason=OVERRIDE_REASON, version=contract.version
             )
         db.rollback()
-        exits.close_with_override(
-            db,
-            contract,
-            team["staff"],
-            reason="委託先が倒産し、消去証明書の提出を受けられないため。",
-            version=contract.version,
+        assert reload(db, contract).status == "ending"
+        assert events(db, "exit.override") == []
+
+        # The approver / the CISO sees the form (and nothing of the department's) ...
+        browser = signed_in(app, team[closer])
+        page = browser.get(exit_page(contract))
+        assert page.status_code == 200
+        assert soup(page).select_one("form[data-form=override]") is not None
+        assert soup(page).select_one("[data-field=override-by]") is None
+        assert soup(page).select_one("form[data-form=close]") is None
+        assert soup(page).select_one(item_form("information_deletion")) is None
+        # ... a reason is required ...
+        no_reason = browser.submit(
+            exit_page(contract), {"reason": "  "}, "form[data-form=override]"
         )
-        db.commit()
+        assert no_reason.status_code == 422
+        assert any("確認を終えずに終了する理由" in m for m in flashes(no_reason))
+        with pytest.raises(ExitError, match="理由を入力してください"):
+            exits.close_with_override(
+                db, contract, team[closer], reason="  ", version=contract.version
+            )
+        db.rollback()
+        assert reload(db, contract).status == "ending"
+        assert events(db, "exit.override") == []
+        # ... and with it the contract ends.
+        closed = browser.submit(
+            exit_page(contract), {"reason": OVERRIDE_REASON}, "form[data-form=override]"
+        )
+        assert closed.status_code == 303, flashes(closed)
     contract = reload(db, contract)
     assert (contract.status, contract.ended_on) == ("ended", date(2027, 4, 1))
-    assert contract.exit_override_reason == "委託先が倒産し、消去証明書の提出を受けられないため。"
+    assert contract.exit_override_reason == OVERRIDE_REASON
     [override] = events(db, "exit.override")
     assert override["reason"] == contract.exit_override_reason
     assert override["missing"] == ["information_deletion"]
     assert events(db, "exit.close") == []
+    actor_id = db.scalar(
+        sa.select(AuditEvent.actor_user_id).where(AuditEvent.action == "exit.override")
+    )
+    assert actor_id == team[closer].id
     with at(date(2027, 4, 2)):
         page = signed_in(app, team["auditor"]).get(exit_page(contract))
     assert text_of(page, "[data-field=override-reason]") == contract.exit_override_reason
     assert (
         text_of(page, "[data-field=progress]") == f"{len(ITEMS)}項目中{len(ITEMS) - 1}項目実施済み"
     )
+
+
+def test_only_a_second_person_may_override_never_the_department_or_whoever_recorded(
+    app, db, make, org, team, contract
+):
+    department = team["department"]
+    # An approver who is also staff of the department, and a CISO who recorded an item while in
+    # the department (moved since): neither is a second person (2(6)).
+    approver_in_department = make.user(
+        org, roles={Role.STAFF, Role.APPROVER}, departments=[department], name="兼務 十郎"
+    )
+    recorder = make.user(org, roles={Role.STAFF, Role.CISO}, departments=[department])
+    with at(date(2027, 4, 1)):
+        end(db, contract, team["staff"])
+        exits.record(
+            db, contract, recorder, "information_return", result="done",
+            checked_on=date(2027, 4, 1), today=date(2027, 4, 1), **storage(app),
+        )  # fmt: skip
+        db.commit()
+        recorder.departments = [make.department(org, "総務課")]
+        db.commit()
+        assert not schedules.can_manage_schedule(recorder, contract)
+        refusals = [
+            (team["staff"], "許可権限者又はCISO"),
+            (team["manager"], "許可権限者又はCISO"),
+            (team["colleague"], "許可権限者又はCISO"),
+            (team["auditor"], "許可権限者又はCISO"),
+            (team["foreign_approver"], "許可権限者又はCISO"),
+            (approver_in_department, "担当課の職員"),
+            (recorder, "記録した方"),
+        ]
+        for actor, message in refusals:
+            assert not exits.may_override(db, contract, actor), actor.name
+            with pytest.raises(ExitError, match=message):
+                exits.close_with_override(
+                    db, contract, actor, reason=OVERRIDE_REASON, version=contract.version
+                )
+            db.rollback()
+        # Through the web: those who see the contract get 403 and no form; others 404.
+        for actor, status in (
+            (team["manager"], 403),
+            (team["auditor"], 403),
+            (approver_in_department, 403),
+            (team["colleague"], 404),
+            (team["foreign_approver"], 404),
+        ):
+            browser = signed_in(app, actor)
+            if status == 403:
+                page = browser.get(exit_page(contract))
+                assert soup(page).select_one("form[data-form=override]") is None, actor.name
+                assert "許可権限者又はCISO" in text_of(page, "[data-field=override-by]")
+            response = browser.post(
+                f"/reviews/{contract.id}/exit/override",
+                {"reason": OVERRIDE_REASON, "version": str(contract.version)},
+            )
+            assert response.status_code == status, actor.name
+    assert reload(db, contract).status == "ending"
+    assert contract.exit_override_reason == ""
+    assert events(db, "exit.override") == []
+    assert exits.may_override(db, contract, team["approver"])
+    assert exits.may_override(db, contract, team["ciso"])
+
+
+def test_a_complete_checklist_is_not_overridden_it_is_closed(app, db, team, contract):
+    with at(date(2027, 4, 1)):
+        end(db, contract, team["staff"])
+        record_all(app, db, contract, team["staff"], date(2027, 4, 1))
+        page = signed_in(app, team["approver"]).get(exit_page(contract))
+        assert soup(page).select_one("form[data-form=override]") is None
+        assert soup(page).select_one("form[data-form=close]") is None  # the department's
+        with pytest.raises(ExitError, match="すべて記録されています"):
+            exits.close_with_override(
+                db, contract, team["approver"], reason=OVERRIDE_REASON, version=contract.version
+            )
+        db.rollback()
+    assert reload(db, contract).status == "ending"
+    assert events(db, "exit.override") == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,7 +589,7 @@ def test_a_stale_form_is_refused_with_a_clear_message(app, db, team, contract):
         assert reload(db, contract).status == "ending"
         with pytest.raises(ExitError, match="他の利用者が先に"):
             exits.close_with_override(
-                db, contract, team["staff"], reason="理由", version=int(stale)
+                db, contract, team["approver"], reason="理由", version=int(stale)
             )
 
 
@@ -490,6 +616,11 @@ def test_another_department_gets_404_and_readers_cannot_change_anything(app, db,
         response = auditor.post(
             f"/reviews/{contract.id}/end",
             {"ending_on": "2027-03-31", "reason": "x", "version": str(contract.version)},
+        )
+        assert response.status_code == 403
+        response = auditor.post(
+            f"/reviews/{contract.id}/exit/override",
+            {"reason": "x", "version": str(contract.version)},
         )
         assert response.status_code == 403
     assert reload(db, contract).status == "active"

@@ -4,9 +4,13 @@ change on bad input, read department by department (対策基準 9.1(3), 9.2(6),
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
+import openpyxl
 import pytest
 import sqlalchemy as sa
 
@@ -114,7 +118,11 @@ def raise_one(db, c, *, owner=None, **changes) -> Finding:
 
 def events(db, action: str) -> list[AuditEvent]:
     db.rollback()
-    return list(db.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
+    return list(
+        db.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        )
+    )
 
 
 def count_findings(db) -> int:
@@ -683,3 +691,85 @@ def test_audit_findings_need_an_audit_manager_and_a_performed_audit(db, contract
     findings.close(db, finding, c.auditor, note="是正を確認", today=TODAY, version=finding.version)
     db.commit()
     assert finding.status == "closed"
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports of the list (CSV / XLSX)
+# ---------------------------------------------------------------------------------------------
+
+
+def exported_titles(browser, query: str, fmt: str) -> list[str]:
+    """The 指摘事項 column of the list's export (the form on the page, with its filter)."""
+    response = browser.submit(f"/findings{query}", selector=f"form[data-export={fmt}]")
+    assert response.status_code == 200
+    if fmt == "csv":
+        text = response.get_data().decode("utf-8")
+        assert text.startswith("\ufeff") and "\r\n" in text
+        table = list(csv.reader(io.StringIO(text[1:], newline="")))
+        return [dict(zip(table[0], row, strict=True))["指摘事項"] for row in table[1:]]
+    sheet = openpyxl.load_workbook(io.BytesIO(response.get_data())).active
+    header = [c.value for c in sheet[1]]
+    column = header.index("指摘事項")
+    return [row[column].value for row in sheet.iter_rows(min_row=2)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_the_export_has_the_rows_the_list_shows_each_reader(
+    app, db, make, other_org, contract, time_machine, fmt
+):
+    """The department's staff, an owner from another department (only what they own) and the
+    organisation-wide auditor each export exactly what their list shows — in its order, with
+    its status and severity filters; another body's finding never appears (9.1(3), 10.1(4))."""
+    time_machine.move_to(NOW)
+    c = contract
+    raise_one(db, c, title="課の指摘", due_on=date(2026, 12, 25))
+    raise_one(db, c, title="税務課の職員が担当", owner=c.outsider, due_on=date(2026, 12, 1))
+    low = raise_one(db, c, title="軽微な指摘", severity="low", due_on=date(2026, 12, 10))
+    findings.close(db, low, c.staff, note="対応済み", today=TODAY, version=low.version)
+    db.commit()
+    theirs = arrange_contract(db, make, other_org, prefix="他団体")
+    raise_one(db, theirs, title="他団体の指摘")
+
+    cases = {
+        "staff": ["", "?status=all", "?status=closed", "?status=all&severity=low"],
+        "outsider": ["", "?status=all"],
+        "auditor": ["?status=all", "?status=open&severity=high"],
+    }
+    expected = {
+        ("staff", ""): ["税務課の職員が担当", "課の指摘"],
+        ("staff", "?status=all"): ["税務課の職員が担当", "課の指摘", "軽微な指摘"],
+        ("staff", "?status=closed"): ["軽微な指摘"],
+        ("staff", "?status=all&severity=low"): ["軽微な指摘"],
+        ("outsider", ""): ["税務課の職員が担当"],
+        ("outsider", "?status=all"): ["税務課の職員が担当"],
+        ("auditor", "?status=all"): ["税務課の職員が担当", "課の指摘", "軽微な指摘"],
+        ("auditor", "?status=open&severity=high"): ["税務課の職員が担当", "課の指摘"],
+    }
+    for who, queries in cases.items():
+        browser = signed_in(app, getattr(c, who))
+        for query in queries:
+            shown = listed(browser.get(f"/findings{query}"))
+            assert shown == expected[(who, query)], (who, query)
+            assert exported_titles(browser, query, fmt) == shown, (who, query)
+
+    exported = events(db, "findings.export")
+    assert [json.loads(e.details) for e in exported][:2] == [
+        {"format": fmt, "count": 2, "filters": {"status": "open"}},
+        {"format": fmt, "count": 3, "filters": {"status": "all"}},
+    ]
+    assert [e.actor_user_id for e in exported] == [c.staff.id] * 4 + [c.outsider.id] * 2 + [
+        c.auditor.id
+    ] * 2
+    assert all(e.organisation_id == c.org.id for e in exported)
+
+
+def test_the_export_is_refused_without_a_token_or_by_get(app, db, contract, time_machine):
+    time_machine.move_to(NOW)
+    raise_one(db, contract)
+    browser = signed_in(app, contract.staff)
+    for fmt in ("csv", "xlsx"):
+        assert browser.get(f"/findings/export.{fmt}").status_code == 405
+        assert browser.client.post(f"/findings/export.{fmt}").status_code == 400
+    vendor = signed_in(app, contract.vendor)
+    assert vendor.post("/findings/export.csv").status_code == 403
+    assert events(db, "findings.export") == []

@@ -21,15 +21,17 @@ from portal.config import ConfigError, load_config
 from portal.db import utcnow
 from portal.mail import service as mail_service
 from portal.permissions import Role
-from portal.reviews import confirmations, reminders
+from portal.reviews import confirmations, reminders, schedules
 from portal.reviews.models import (
     Confirmation,
+    ConfirmationSection,
     Finding,
     ReminderLog,
     ReviewSchedule,
     VendorReport,
 )
 from tests.helpers import Browser, flashes, form_fields, link_in, outbox, soup
+from tests.test_register import QueryCounter
 
 DUE = date(2027, 3, 31)  # a Wednesday
 
@@ -855,3 +857,263 @@ def test_a_request_the_web_sent_is_never_sent_again_by_the_job(
     result = runner.invoke(args=["send-reminders", "--today", "2026-11-24"])
     assert "送信 0 件・送信済みのため省略 0 件・失敗 0 件" in result.output
     assert len(outbox(app)) == 1
+
+
+# The end of a contract prompts the exit (9.1(2)⑨) ------------------------------------------------
+
+ENDS = date(2027, 3, 31)
+
+
+def _contract_endings(messages) -> list:
+    return [m for m in messages if m["Subject"].startswith("【契約終了】")]
+
+
+def test_the_end_of_a_contract_prompts_the_exit_once_per_end_date(app, db, scene):
+    scene.assessment.engagement.period_end = ENDS  # the job copies it to the schedule
+    scene.schedule.due_on = scene.schedule.regular_due_on = date(2028, 3, 31)
+    db.commit()
+    box = Mailbox(app)
+
+    send(app, db, ENDS - timedelta(days=31))
+    assert box.new() == []
+    send(app, db, ENDS - timedelta(days=30))
+    [message] = box.new()
+    assert message["To"] == scene.staff.email  # the department's staff, not the vendor
+    assert (
+        message["Subject"]
+        == "【契約終了】契約期間が2027年3月31日に終了します（住民票発行窓口業務委託）"
+    )
+    body = message.get_content()
+    assert body.startswith("市民 一郎 様")
+    assert (
+        "契約期間が2027年3月31日に終了します。"
+        "契約終了時の確認（情報の返還・消去、消去証明書の受領等）を開始してください"
+    ) in body
+    assert "あと30日" in body and "9.1(2)⑨" in body and "株式会社窓口サービス" in body
+    assert path_of(message) == f"/reviews/{scene.schedule.id}/exit"
+
+    # Once per end date: not again before or after the end.
+    for day in (ENDS - timedelta(days=29), ENDS, ENDS + timedelta(days=10)):
+        send(app, db, day)
+        assert _contract_endings(box.new()) == []
+
+    # The contract was extended to September, and has ended since without an exit begun.
+    db.rollback()
+    scene.assessment.engagement.period_end = date(2027, 9, 30)
+    db.commit()
+    send(app, db, date(2027, 8, 30))
+    assert _contract_endings(box.new()) == []  # 31 days ahead
+    send(app, db, date(2027, 10, 5))
+    [ended] = _contract_endings(box.new())
+    assert ended["To"] == scene.staff.email
+    assert "2027年9月30日に終了しました" in ended["Subject"]
+    assert "契約期間が2027年9月30日に終了しました。" in ended.get_content()
+    assert "5日経過" in ended.get_content()
+    send(app, db, date(2027, 10, 12))
+    assert _contract_endings(box.new()) == []
+
+    db.rollback()
+    rows = db.scalars(sa.select(ReminderLog).where(ReminderLog.stage == "contract_ending")).all()
+    assert sorted(r.key for r in rows) == [
+        f"schedule:{scene.schedule.id}:contract_ending:{day}:{scene.staff.email}"
+        for day in ("2027-03-31", "2027-09-30")
+    ]
+    assert reminders.STAGE_LABELS["contract_ending"] == "契約期間の終了"
+
+
+def test_only_contracts_still_confirmed_with_an_end_are_prompted(app, db, make, scene):
+    """Not a contract whose exit has begun or ended, nor one without an end date, nor an
+    external service (it ends through its register entry, 9.2(7))."""
+    scene.assessment.engagement.period_end = ENDS
+    db.commit()
+    subjects = {}
+    for status in ("ending", "ended"):
+        engagement = make.engagement(
+            scene.org, scene.department, scene.staff, title=status, period_end=ENDS
+        )
+        assessment = make.assessment(engagement, scene.company, scene.staff, status="decided")
+        schedule = _schedule(
+            db,
+            scene.org,
+            scene.department,
+            scene.company,
+            {"assessment_id": assessment.id},
+            title=status,
+        )
+        schedule.status, schedule.ending_on = status, ENDS
+        subjects[status] = schedule
+    engagement = make.engagement(scene.org, scene.department, scene.staff, title="期間の定めなし")
+    assessment = make.assessment(engagement, scene.company, scene.staff, status="decided")
+    subjects["no end"] = _schedule(
+        db,
+        scene.org,
+        scene.department,
+        scene.company,
+        {"assessment_id": assessment.id},
+        title="期間の定めなし",
+    )
+    application = _application(db, scene, "窓口予約クラウド", scene.department)
+    service = _schedule(
+        db,
+        scene.org,
+        scene.department,
+        scene.company,
+        {"application_id": application.id},
+        title="窓口予約クラウド",
+    )
+    service.ending_on = ENDS
+    subjects["service"] = service
+    db.commit()
+
+    with app.app_context():
+        schedules.sync(db, ENDS - timedelta(days=3))
+        planned = reminders.plan(db, ENDS - timedelta(days=3), escalation_days=14)
+    prompted = {r.item for r in planned if r.stage == "contract_ending"}
+    assert prompted == {f"schedule:{scene.schedule.id}"}
+    assert db.get(ReviewSchedule, subjects["no end"].id).ending_on is None
+    assert all(
+        db.get(ReviewSchedule, s.id).ending_on == ENDS for k, s in subjects.items() if k != "no end"
+    )
+
+
+# The plan's queries do not grow with the schedules ------------------------------------------------
+
+TODAY = date(2027, 3, 1)
+
+
+def _confirmation(schedule, number, status, due, sections=()):
+    return Confirmation(
+        organisation_id=schedule.organisation_id,
+        schedule_id=schedule.id,
+        number=number,
+        reason="scheduled",
+        questionnaire_key="confirmation",
+        questionnaire_version="1",
+        period_from=date(2026, 4, 1),
+        period_to=TODAY,
+        due_on=due,
+        status=status,
+        completed_on=date(2026, 10, 1) if status == "completed" else None,
+        sections=[
+            ConfirmationSection(section_key=key, changed=True, values=json.dumps(values))
+            for key, values in sections
+        ],
+    )
+
+
+def _many(db, make, scene, start: int, stop: int) -> None:
+    """Schedules of both kinds in two departments, each with something to remind: escalated,
+    due in 7 days, overdue, due in 30 days in turn; certificates expiring (a contractor's as
+    confirmed); a confirmation waiting for the vendor; contracts ending; services with their
+    外部サービス管理者. The first three already reach every kind of recipient."""
+    for n in range(start, stop):
+        department = scene.department if n % 2 else scene.other_department
+        due = TODAY + timedelta(days=(-20, 7, -1, 30)[n % 4])
+        if n % 3:
+            engagement = make.engagement(
+                scene.org,
+                department,
+                scene.staff,
+                title=f"委託{n:02d}",
+                period_end=TODAY + timedelta(days=10 + n),
+            )
+            assessment = make.assessment(engagement, scene.company, scene.staff, status="decided")
+            certificate = {"kind": "iso27001", "number": f"IS {n}", "expires": "2027-01-31"}
+            store.save(db, assessment, "certifications.others", [certificate], scene.staff)
+            schedule = _schedule(
+                db,
+                scene.org,
+                department,
+                scene.company,
+                {"assessment_id": assessment.id},
+                title=engagement.title,
+                due=due,
+            )
+            renewed = {**certificate, "expires": "2027-03-31"}
+            db.add_all(
+                [
+                    _confirmation(
+                        schedule,
+                        1,
+                        "completed",
+                        date(2026, 10, 1),
+                        [("certifications", {"certifications.others": [renewed]})],
+                    ),
+                    _confirmation(schedule, 2, "open", due),
+                ]
+            )
+        else:
+            service = ExternalService(
+                organisation_id=scene.org.id,
+                vendor_company_id=scene.company.id,
+                name=f"サービス{n:02d}",
+            )
+            certificate = {"kind": "iso27001", "label": "ISO/IEC 27001", "number": f"C {n}"}
+            service.set_rows("certificates", [{**certificate, "expires": "2027-06-29"}])
+            service.refresh_derived()
+            db.add(service)
+            db.flush()
+            application = _application(db, scene, service.name, department, service)
+            manager = make.user(
+                scene.org, roles={Role.SERVICE_MANAGER}, email=f"kanri{n}@city.example.jp"
+            )
+            db.add(
+                ManagerAssignment(
+                    application_id=application.id,
+                    user_id=manager.id,
+                    appointed_on=date(2026, 4, 1),
+                    appointed_by_id=scene.ciso.id,
+                )
+            )
+            _schedule(
+                db,
+                scene.org,
+                department,
+                scene.company,
+                {"application_id": application.id},
+                title=service.name,
+                due=due,
+            )
+        db.commit()
+
+
+def test_the_daily_jobs_queries_do_not_grow_with_the_schedules(app, db, make, scene):
+    """``schedules.sync`` and ``reminders.plan`` load what they read with the schedules and the
+    certificates of all in a fixed number of queries (the recipients: once per department,
+    vendor company and organisation)."""
+    scene.schedule.status = "ended"  # only the schedules made here
+    db.commit()
+
+    def measure() -> tuple[int, int, list[reminders.Reminder]]:
+        with app.app_context():
+            schedules.sync(db, TODAY)  # the expiry triggers: written once, then nothing
+            db.commit()
+            with QueryCounter(app) as synced:
+                schedules.sync(db, TODAY)
+            db.rollback()
+            with QueryCounter(app) as planned:
+                found = reminders.plan(db, TODAY, escalation_days=14)
+            db.rollback()
+        return synced.count, planned.count, found
+
+    _many(db, make, scene, 0, 3)
+    *three, planned_three = measure()
+    _many(db, make, scene, 3, 12)
+    *twelve, planned_twelve = measure()
+    assert twelve == three, (three, twelve)
+
+    every_kind = {"escalation", "overdue", "due_7", "expiry_30", "expiry_120", "contract_ending"}
+    assert {r.stage for r in planned_three} >= every_kind
+
+    assert {r.stage for r in planned_twelve} >= every_kind | {"due_30"}
+    assert len(planned_twelve) > len(planned_three)
+    vendor_mails = [r for r in planned_twelve if r.recipient == scene.vendor.email]
+    assert {r.item for r in vendor_mails if r.stage == "due_7"} == {
+        f"confirmation:{c.id}"
+        for c in db.scalars(sa.select(Confirmation).where(Confirmation.status == "open"))
+        if c.due_on == TODAY + timedelta(days=7)
+    }
+    # The managers of the services are reminded with the department's staff.
+    assert {r.recipient for r in planned_twelve} >= {
+        f"kanri{n}@city.example.jp" for n in range(0, 12, 3)
+    }

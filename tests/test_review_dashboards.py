@@ -1,7 +1,9 @@
 """The dashboards of 定期確認 (対策基準 9.1(3), 9.2(6)): the figures of a staff member (their
 department) and of the CISO (the organisation), every figure's link opening a list of exactly
-its rows, the list's filters and pages, the CSV and XLSX exports read back (BOM, CRLF, formula
-neutralisation, audit, POST only), the home page panel and a constant number of queries."""
+its rows, the list's filters and pages, the CSV and XLSX exports of every list (schedules,
+expiring certificates and ISMAP registrations, incidents, findings) read back — exactly the rows
+of the page, BOM, CRLF, formula neutralisation, audit, POST only — the home page panel and a
+constant number of queries."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import io
 import json
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import openpyxl
 import pytest
@@ -21,7 +24,15 @@ from portal.assessments.models import Answer
 from portal.audit.models import AuditEvent
 from portal.permissions import Permission, Role, require
 from portal.reports import service as reports
-from portal.reports.columns import COLUMNS, HEADERS
+from portal.reports.columns import (
+    COLUMNS,
+    EXPIRING_COLUMNS,
+    FINDING_COLUMNS,
+    FINDING_PAGE_COLUMNS,
+    HEADERS,
+    INCIDENT_COLUMNS,
+    INCIDENT_PAGE_COLUMNS,
+)
 from portal.reviews import schedules
 from portal.reviews.models import (
     Confirmation,
@@ -746,6 +757,299 @@ def test_exports_are_post_only_with_a_csrf_token(app, db, world):
 
 
 # ---------------------------------------------------------------------------------------------
+# Exports of the other lists: expiring certificates / ISMAP, incidents, findings
+# ---------------------------------------------------------------------------------------------
+
+# list → (page path, attribute naming a row's object, export path without the extension,
+# the columns of the exports, the audited action)
+LISTS = {
+    "expiring": (
+        "/reviews/expiring",
+        "data-schedule-id",
+        "/reviews/expiring/export",
+        EXPIRING_COLUMNS,
+        "reviews.export_expiring",
+    ),
+    "incidents": (
+        "/reviews/incidents",
+        "data-report-id",
+        "/reviews/incidents/export",
+        INCIDENT_COLUMNS,
+        "reviews.export_incidents",
+    ),
+    "findings": (
+        "/findings",
+        "data-finding-id",
+        "/findings/export",
+        FINDING_COLUMNS,
+        "findings.export",
+    ),
+}
+EXPORT_ACTIONS = tuple(spec[4] for spec in LISTS.values())
+
+
+def read_export(response, fmt: str) -> tuple[list[str], list[dict]]:
+    """The header and the rows (header → value) of a CSV or XLSX export; the CSV is checked
+    for its BOM and CRLF line ends, XLSX values are the cells."""
+    assert response.status_code == 200
+    if fmt == "csv":
+        assert response.mimetype == "text/csv"
+        raw = response.get_data()
+        assert raw.startswith("\ufeff".encode())
+        text = raw.decode("utf-8")[1:]
+        assert text.endswith("\r\n")
+        table = list(csv.reader(io.StringIO(text, newline="")))
+    else:
+        assert response.mimetype.endswith("spreadsheetml.sheet")
+        sheet = openpyxl.load_workbook(io.BytesIO(response.get_data())).active
+        assert sheet.freeze_panes == "C2"
+        table = [[c.value for c in sheet[1]], *sheet.iter_rows(min_row=2)]
+    header = [str(h) for h in table[0]]
+    return header, [dict(zip(header, line, strict=True)) for line in table[1:]]
+
+
+def plain(value) -> str:
+    """A read-back value (CSV text or an XLSX cell) as text."""
+    value = getattr(value, "value", value)
+    return "" if value is None else str(value)
+
+
+def page_rows(browser, url: str, attr: str) -> list[tuple[int, str]]:
+    """The page's rows in order: the object's id and, on the expiring list, the certificate."""
+    page = browser.get(url)
+    assert page.status_code == 200, url
+    return [
+        (int(tr[attr]), text(tr, "label") if tr.select_one("[data-field=label]") else "")
+        for tr in soup(page).select(f"tbody tr[{attr}]")
+    ]
+
+
+def text(row, field: str) -> str:
+    return row.select_one(f"[data-field={field}]").get_text(strip=True)
+
+
+def export_rows(rows: list[dict], columns) -> list[tuple[int, str]]:
+    has_label = any(c.key == "label" for c in columns)
+    return [(int(plain(r["番号"])), plain(r["認証・登録"]) if has_label else "") for r in rows]
+
+
+def list_events(db, actions=EXPORT_ACTIONS) -> list[tuple[str, int, dict]]:
+    db.rollback()
+    return [
+        (e.action, e.actor_user_id, json.loads(e.details))
+        for e in db.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action.in_(actions)).order_by(AuditEvent.seq)
+        )
+    ]
+
+
+def export_of(browser, name: str, query: str, fmt: str):
+    page, _attr, _export, _columns, _action = LISTS[name]
+    return browser.submit(f"{page}{query}", selector=f"form[data-export={fmt}]")
+
+
+# (list, query, the figure (or named rows) of the staff member, of the CISO, filters audited)
+LIST_CASES = [
+    ("expiring", "?kind=certificate", "certificates", "certificates", {"kind": "certificate"}),
+    ("expiring", "?kind=ismap", "ismap", "ismap", {"kind": "ismap"}),
+    ("expiring", "?kind=bogus", "certificates", "certificates", {"kind": "certificate"}),
+    ("incidents", "", "incidents", "incidents", {}),
+    ("incidents", "?state=all", ("R1", "R2"), ("R1", "R2", "R4"), {"state": "all"}),
+    ("findings", "", "open_findings", "open_findings", {"status": "open"}),
+    ("findings", "?status=overdue", "overdue_findings", "overdue_findings", {"status": "overdue"}),
+    ("findings", "?status=closed", ("F3",), ("F3",), {"status": "closed"}),
+    (
+        "findings",
+        "?status=all&severity=medium",
+        ("F1", "F2", "F3"),
+        ("F1", "F2", "F3", "F4"),
+        {"status": "all", "severity": "medium"},
+    ),
+    ("findings", "?status=all&severity=high", (), (), {"status": "all", "severity": "high"}),
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+@pytest.mark.parametrize(("who", "expected"), [("staff", STAFF_EXPECTED), ("ciso", CISO_EXPECTED)])
+def test_every_lists_export_has_exactly_the_rows_of_its_page(app, db, world, who, expected, fmt):
+    """A staff member's files hold their department's rows, the CISO's the organisation's —
+    those of the page with the same filter, in its order, under the list's columns; each export
+    is audited with its list, format, filter and size."""
+    user = getattr(world, who)
+    browser = signed_in(app, user)
+    audited = []
+    for name, query, staff_rows, ciso_rows, filters in LIST_CASES:
+        page, attr, _export, columns, action = LISTS[name]
+        names = staff_rows if who == "staff" else ciso_rows
+        names = expected[names] if isinstance(names, str) else names
+        shown = page_rows(browser, f"{page}{query}", attr)
+        assert {row_id for row_id, _label in shown} == expected_rows(world, names), (name, query)
+        header, rows = read_export(export_of(browser, name, query, fmt), fmt)
+        assert header == [c.header for c in columns], name
+        assert export_rows(rows, columns) == shown, (name, query)
+        audited.append((action, user.id, {"format": fmt, "count": len(shown), "filters": filters}))
+    assert list_events(db) == audited
+    assert export_events(db) == []  # the schedule list's own action is not used for these
+
+
+def test_the_expiring_export_reads_like_the_page(app, db, world):
+    browser = signed_in(app, world.ciso)
+    page = soup(browser.get("/reviews/expiring?kind=certificate"))
+    headers = [th.get_text(strip=True) for th in page.select("[data-table=expiring] thead th")]
+    assert headers == [c.header for c in EXPIRING_COLUMNS]
+    _header, rows = read_export(export_of(browser, "expiring", "?kind=certificate", "csv"), "csv")
+    records = {int(r["番号"]): r for r in rows}
+    expired = records[world.s["P3"].id]
+    assert expired["認証・登録"] == "プライバシーマーク IS-1"
+    assert expired["有効期限"] == "2026年11月1日"
+    assert expired["残り日数"] == "期限切れ（19日経過）"
+    assert expired["区分"] == "業務委託" and expired["担当課"] == "情報政策課"
+    assert records[world.s["P1"].id]["残り日数"] == "あと56日"
+    assert records[world.s["C2"].id]["委託先・提供者"] == "クラウド提供株式会社"
+
+    response = export_of(browser, "expiring", "?kind=ismap", "xlsx")
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;")
+    assert "filename*=UTF-8''" + quote("有効期限が近いISMAP登録_20261120.xlsx") in disposition
+    fallback = disposition.split('filename="')[1].split('"')[0]
+    assert fallback.isascii() and fallback.startswith("ISMAP") and fallback.endswith(".xlsx")
+    assert response.headers["Cache-Control"] == "no-store"
+    book = openpyxl.load_workbook(io.BytesIO(response.get_data()))
+    assert book.active.title == "有効期限が近いISMAP登録"
+    _header, rows = read_export(response, "xlsx")
+    until = {
+        r.schedule.id: r.expiry.until for r in reports.expiring(db, world.ciso, TODAY, "ismap")
+    }
+    assert {r["番号"].value for r in rows} == set(until) == ids(world, "P2", "C1")
+    for row in rows:
+        cell = row["有効期限"]
+        assert cell.is_date and cell.value.date() == until[row["番号"].value]
+
+
+def test_the_exports_neutralise_formulas(app, db, world):
+    """A title starting with = stays text: an apostrophe in the CSV, a string cell with the
+    quote prefix in the workbook — on every list."""
+    finding(db, world, world.s["P1"], '=HYPERLINK("http://example.com")', due=date(2027, 1, 8))
+    browser = signed_in(app, world.staff)
+    cases = [
+        ("expiring", "?kind=ismap", "対象（案件・サービス）", "=クラウド会議"),
+        ("incidents", "?state=all", "対象（案件・サービス）", "=クラウド会議"),
+        ("findings", "?status=open", "指摘事項", '=HYPERLINK("http://example.com")'),
+    ]
+    for name, query, column, title in cases:
+        _header, rows = read_export(export_of(browser, name, query, "csv"), "csv")
+        assert "'" + title in [r[column] for r in rows], name
+        assert title not in [r[column] for r in rows], name
+        _header, rows = read_export(export_of(browser, name, query, "xlsx"), "xlsx")
+        [cell] = [r[column] for r in rows if r[column].value == title]
+        assert cell.data_type == "s" and cell.quotePrefix, name
+
+
+def test_the_incident_export_has_every_page_and_the_full_report(app, db, world, monkeypatch):
+    monkeypatch.setattr(reports, "PAGE_SIZE", 1)
+    r1 = world.reports["R1"]
+    r1.summary = "窓口端末がマルウェアに感染した。" * 10  # longer than the page shows
+    r1.information_affected = "住民の氏名・住所（約120件）"
+    r1.personal_data_affected = True
+    r1.measures = "端末を隔離し、全端末を検査した。"
+    db.commit()
+    browser = signed_in(app, world.ciso)
+    page = browser.get("/reviews/incidents?state=all")
+    html = soup(page)
+    headers = [th.get_text(strip=True) for th in html.select("[data-table=incidents] thead th")]
+    assert headers == [c.header for c in INCIDENT_PAGE_COLUMNS]
+    assert len(html.select("tbody tr[data-report-id]")) == 1
+    assert html.select_one(".pager a[rel=next]")["href"] == "/reviews/incidents?page=2&state=all"
+    _header, rows = read_export(export_of(browser, "incidents", "?state=all", "csv"), "csv")
+    records = {int(r["番号"]): r for r in rows}
+    assert set(records) == expected_rows(world, ("R1", "R2", "R4"))
+    first = records[r1.id]
+    assert first["概要"] == r1.summary
+    assert first["影響を受けた情報"] == "住民の氏名・住所（約120件）"
+    assert first["個人情報への影響"] == "あり" and first["講じた措置"] == r1.measures
+    assert first["報告日時"] == "2026年11月19日 10:00"
+    assert first["発生日時"] == "2026年11月18日 10:00"
+    assert first["確認"] == "未確認" and first["担当課"] == "情報政策課"
+    assert records[world.reports["R2"].id]["確認"] == "2026年11月20日 10:00 確認済み"
+    assert list_events(db)[-1][2]["count"] == 3
+
+
+def test_the_findings_export_adds_the_corrective_action(app, db, world):
+    browser = signed_in(app, world.ciso)
+    html = soup(browser.get("/findings?status=all"))
+    headers = [th.get_text(strip=True) for th in html.select("[data-table=findings] thead th")]
+    assert headers == [c.header for c in FINDING_PAGE_COLUMNS]
+    closed = world.findings["F3"]
+    closed.closing_note = "手順書を改訂し、周知した。"
+    db.commit()
+    response = export_of(browser, "findings", "?status=all", "csv")
+    assert (
+        "filename*=UTF-8''" + quote("指摘事項_20261120.csv")
+        in response.headers["Content-Disposition"]
+    )
+    _header, rows = read_export(response, "csv")
+    records = {int(r["番号"]): r for r in rows}
+    overdue = records[world.findings["F2"].id]
+    assert overdue["指摘事項"] == "ログ確認の遅れ" and overdue["重要度"] == "中"
+    assert overdue["指摘の元"] == "窓口業務委託／第1回 定期確認"
+    assert overdue["担当課"] == "情報政策課" and overdue["担当者"] == "統括 三郎"
+    assert overdue["是正措置"] == "手順書を改訂する。"
+    assert overdue["期限"] == "2026年11月1日（期限超過）" and overdue["状態"] == "対応中"
+    done = records[closed.id]
+    assert done["状態"] == "完了（2026年11月20日）" and done["期限"] == "2026年11月1日"
+    assert done["対応の内容"] == "手順書を改訂し、周知した。"
+    assert records[world.findings["F4"].id]["担当課"] == "市民課"
+
+
+EXPORT_URLS = (
+    "/reviews/expiring/export.csv",
+    "/reviews/expiring/export.xlsx",
+    "/reviews/incidents/export.csv",
+    "/reviews/incidents/export.xlsx",
+    "/findings/export.csv",
+    "/findings/export.xlsx",
+)
+
+
+def test_the_list_exports_are_post_only_with_a_csrf_token(app, db, world):
+    browser = signed_in(app, world.ciso)
+    for url in EXPORT_URLS:
+        assert browser.get(url).status_code == 405, url
+        assert browser.client.post(url, data={"kind": "ismap"}).status_code == 400, url
+    assert list_events(db) == []
+    vendor = signed_in(app, world.vendor)
+    for url in EXPORT_URLS:
+        assert vendor.post(url).status_code == 403, url
+    admin = signed_in(app, world.admin)
+    for url in EXPORT_URLS:
+        assert admin.post(url).status_code == 403, url
+    assert list_events(db) == []
+
+
+def test_each_list_page_offers_both_exports_with_its_filter(app, world):
+    browser = signed_in(app, world.staff)
+    for url, action, fields in (
+        ("/reviews/expiring?kind=ismap", "/reviews/expiring/export", {"kind": "ismap"}),
+        ("/reviews/incidents?state=all", "/reviews/incidents/export", {"state": "all"}),
+        ("/reviews/incidents", "/reviews/incidents/export", {}),
+        (
+            "/findings?status=closed&severity=low",
+            "/findings/export",
+            {"status": "closed", "severity": "low"},
+        ),
+        ("/reviews?state=ending", "/reviews/export", {"state": "ending"}),
+    ):
+        html = soup(browser.get(url))
+        for fmt in ("csv", "xlsx"):
+            form = html.select_one(f"form[data-export={fmt}]")
+            assert form["method"] == "post" and form["action"] == f"{action}.{fmt}", url
+            hidden = {i["name"]: i["value"] for i in form.select("input[type=hidden]")}
+            assert hidden.pop("csrf_token")
+            assert hidden == fields, url
+            assert form.select_one("button").get_text(strip=True).startswith("この条件で")
+
+
+# ---------------------------------------------------------------------------------------------
 # Home page and navigation
 # ---------------------------------------------------------------------------------------------
 
@@ -852,6 +1156,14 @@ def test_the_number_of_queries_does_not_grow_with_the_schedules(app, db, make, b
         with QueryCounter(app) as counter:
             assert export(browser, "csv", "?state=all").status_code == 200
         counts.append(counter.count)
+        for name, query in (
+            ("expiring", "?kind=certificate"),
+            ("incidents", "?state=all"),
+            ("findings", "?status=all"),
+        ):
+            with QueryCounter(app) as counter:
+                assert export_of(browser, name, query, "xlsx").status_code == 200, name
+            counts.append(counter.count)
         return counts
 
     many(db, make, bare, 0, 3)

@@ -139,7 +139,11 @@ def check_everything(db, assessment, user):
 
 def events(db, action):
     db.rollback()
-    return list(db.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
+    return list(
+        db.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ the date forward, staff changes and their refusals (対策基準 9.1(3), 9.2(6))
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -284,3 +285,244 @@ def test_an_unchanged_expiring_certificate_triggers_again_in_the_next_period(db,
     schedule.last_confirmed_on = date(2026, 12, 10)
     [again] = schedules.expiry_triggers(db, schedule, date(2026, 12, 11))
     assert again.key != first.key and "ISO/IEC 27001" in again.detail
+
+
+# ---------------------------------------------------------------------------------------------
+# Current answers and certificates of many schedules at once
+# ---------------------------------------------------------------------------------------------
+
+
+def _confirmation(schedule, number, status, sections):
+    from portal.reviews.models import Confirmation, ConfirmationSection
+
+    return Confirmation(
+        organisation_id=schedule.organisation_id,
+        schedule_id=schedule.id,
+        number=number,
+        reason="scheduled",
+        questionnaire_key="confirmation",
+        questionnaire_version="1",
+        period_from=date(2026, 4, 1),
+        period_to=date(2027, 3, 31),
+        due_on=date(2027, 3, 31),
+        status=status,
+        completed_on=date(2027, 3, 1) if status == "completed" else None,
+        sections=[
+            ConfirmationSection(
+                section_key=key, changed=changed, values=json.dumps(values, ensure_ascii=False)
+            )
+            for key, changed, values in sections
+        ],
+    )
+
+
+def _answers(db, assessment, values):
+    from portal.assessments.models import Answer
+
+    for key, value in values.items():
+        db.add(
+            Answer(
+                assessment_id=assessment.id,
+                question_key=key,
+                value=json.dumps(value, ensure_ascii=False),
+            )
+        )
+
+
+def _cert(number, expires):
+    return [{"kind": "iso27001", "number": number, "expires": expires}]
+
+
+@pytest.fixture
+def subjects(db, make, org):
+    """Three contractors — confirmed twice (the second changing what the first changed), never
+    answered, with a confirmation still waiting — and a service applied for on an assessment."""
+    from portal.approvals.models import ExternalService, UseApplication
+
+    department = make.department(org, "情報政策課")
+    staff = make.user(org, roles={Role.STAFF}, departments=[department])
+    company = make.company(org, "株式会社委託先")
+    made = []
+    for title in ("二度確認した委託", "回答のない委託", "確認待ちの委託"):
+        engagement = make.engagement(org, department, staff, title=title)
+        assessment = make.assessment(engagement, company, staff, status="decided")
+        schedule = ReviewSchedule(
+            organisation_id=org.id,
+            department_id=department.id,
+            vendor_company_id=company.id,
+            assessment_id=assessment.id,
+            title=title,
+            interval_months=12,
+            starts_on=date(2026, 4, 1),
+            regular_due_on=date(2027, 3, 31),
+            due_on=date(2027, 3, 31),
+        )
+        db.add(schedule)
+        db.flush()
+        made.append((schedule, assessment))
+    (twice, twice_assessment), (bare, _), (waiting, waiting_assessment) = made
+    _answers(
+        db,
+        twice_assessment,
+        {
+            "certifications.ismap": "none",
+            "certifications.others": _cert("IS 1", "2027-01-31"),
+            "general.name": "委託先A",
+            "data.location": "domestic",
+        },
+    )
+    db.add_all(
+        [
+            _confirmation(
+                twice,
+                1,
+                "completed",
+                [
+                    (
+                        "certifications",
+                        True,
+                        {"certifications.others": _cert("IS 1", "2028-01-31")},
+                    ),
+                    ("general", False, {"general.name": "変更なしのはず"}),
+                    ("data", True, {"data.location": "overseas"}),
+                ],
+            ),
+            _confirmation(
+                twice,
+                2,
+                "completed",
+                [("certifications", True, {"certifications.others": _cert("IS 1", "2029-01-31")})],
+            ),
+        ]
+    )
+    _answers(db, waiting_assessment, {"certifications.others": _cert("IS 3", "2027-05-31")})
+    db.add(
+        _confirmation(
+            waiting,
+            1,
+            "submitted",  # not yet confirmed: its answers do not count
+            [("certifications", True, {"certifications.others": _cert("IS 3", "2030-05-31")})],
+        )
+    )
+    cloud_engagement = make.engagement(
+        org, department, staff, title="クラウド", kind="external_service"
+    )
+    cloud_assessment = make.assessment(cloud_engagement, company, staff, status="decided")
+    _answers(db, cloud_assessment, {"certifications.others": _cert("IS 9", "2027-02-28")})
+    service = ExternalService(organisation_id=org.id, vendor_company_id=company.id, name="クラウド")
+    service.set_rows(
+        "certificates",
+        [{"kind": "iso27001", "label": "ISO/IEC 27001", "number": "C 7", "expires": "2027-06-30"}],
+    )
+    service.refresh_derived()
+    application = UseApplication(
+        organisation_id=org.id,
+        department_id=department.id,
+        service=service,
+        assessment_id=cloud_assessment.id,
+        applicant_id=staff.id,
+        category="9.2",
+        purpose="業務で使うため。",
+        business="庁内の事務。",
+        network_segment="internet",
+        max_confidentiality=2,
+        status="approved",
+        decision="approve",
+    )
+    cloud = ReviewSchedule(
+        organisation_id=org.id,
+        department_id=department.id,
+        vendor_company_id=company.id,
+        application=application,
+        title="クラウド",
+        interval_months=12,
+        starts_on=date(2026, 4, 1),
+        regular_due_on=date(2027, 3, 31),
+        due_on=date(2027, 3, 31),
+    )
+    db.add(cloud)
+    db.commit()
+    return twice, bare, waiting, cloud
+
+
+def test_current_values_of_many_schedules_overlay_the_completed_confirmations_in_order(
+    app, db, subjects
+):
+    from tests.test_register import QueryCounter
+
+    twice, bare, waiting, cloud = subjects
+    expected = {
+        twice.id: {
+            "certifications.ismap": "none",
+            "certifications.others": _cert("IS 1", "2029-01-31"),  # the second confirmation's
+            "general.name": "委託先A",  # a section answered "unchanged" changes nothing
+            "data.location": "overseas",
+        },
+        bare.id: {},
+        waiting.id: {"certifications.others": _cert("IS 3", "2027-05-31")},
+        cloud.id: {"certifications.others": _cert("IS 9", "2027-02-28")},  # its assessment
+    }
+    everything = db.scalars(sa.select(ReviewSchedule).order_by(ReviewSchedule.id)).all()
+    assert everything == list(subjects)
+    with QueryCounter(app) as counter:
+        assert schedules.current_values_many(db, everything) == expected
+    assert counter.count == 2
+    for schedule in everything:
+        assert schedules.current_values(db, schedule) == expected[schedule.id]
+    certifications = schedules.current_values_many(
+        db, everything, keys_prefix=schedules.CERTIFICATION_KEYS
+    )
+    assert certifications == {
+        schedule_id: {k: v for k, v in values.items() if k.startswith("certifications.")}
+        for schedule_id, values in expected.items()
+    }
+    assert schedules.current_values_many(db, []) == {}
+
+
+def test_expiries_of_many_schedules_are_those_of_each(app, db, subjects):
+    from tests.test_register import QueryCounter
+
+    twice, bare, waiting, cloud = subjects
+    db.expire_all()
+    loaded = db.scalars(
+        sa.select(ReviewSchedule)
+        .options(*schedules.DAILY_JOB_LOADS)
+        .where(ReviewSchedule.id.in_([s.id for s in subjects]))
+    ).all()
+    with QueryCounter(app) as counter:
+        found = schedules.expiries_many(db, loaded)
+    assert counter.count == 2  # the answers and the confirmed changes; the service as loaded
+    until = {sid: [(e.kind, e.label, e.until) for e in items] for sid, items in found.items()}
+    assert until == {
+        twice.id: [("certificate_expiry", "ISO/IEC 27001（JIS Q 27001） IS 1", date(2029, 1, 31))],
+        bare.id: [],
+        waiting.id: [
+            ("certificate_expiry", "ISO/IEC 27001（JIS Q 27001） IS 3", date(2027, 5, 31))
+        ],
+        # A service's certificates are its record's, not its assessment's answers.
+        cloud.id: [("certificate_expiry", "ISO/IEC 27001 C 7", date(2027, 6, 30))],
+    }
+    assert found == {s.id: schedules.expiries(db, s) for s in loaded}
+
+
+def test_the_daily_upkeep_keeps_the_contract_end_on_the_engagements_period_end(db, make, org):
+    assessment, staff = _decided_outsourcing(db, make, org)
+    engagement = assessment.engagement
+    engagement.period_end = date(2027, 3, 31)
+    db.commit()
+    schedule = schedules.open_for_assessment(db, assessment, staff)
+    db.commit()
+    assert schedule.ending_on == date(2027, 3, 31)
+    assert schedules.sync(db, date(2027, 2, 1)).ending_changed == 0
+    engagement.period_end = date(2028, 3, 31)  # the contract was extended
+    db.commit()
+    assert schedules.sync(db, date(2027, 2, 1)).ending_changed == 1
+    db.commit()
+    db.refresh(schedule)
+    assert schedule.ending_on == date(2028, 3, 31)
+    # In exit, the recorded end is the exit's own and stays.
+    schedule.status, schedule.ending_on = "ending", date(2027, 3, 31)
+    db.commit()
+    assert schedules.sync(db, date(2027, 2, 1)).ending_changed == 0
+    db.refresh(schedule)
+    assert schedule.ending_on == date(2027, 3, 31)

@@ -54,21 +54,10 @@ from portal.scoring.engine import DECISIONS as OUTCOME_DECISIONS
 from portal.scoring.engine import RATINGS
 from portal.users.models import User
 from portal.vendors import service as vendors
-from portal.web import parse_id, today_jst
+from portal.web import current_actor, flash_form_errors, parse_id, today_jst
 
 bp = Blueprint("approvals", __name__, template_folder="templates")
 log = logging.getLogger(__name__)
-
-
-def _actor() -> User:
-    return current_user._get_current_object()
-
-
-def _flash_errors(form) -> None:
-    for name, errors in form.errors.items():
-        label = form[name].label.text if name in form else ""
-        for error in errors:
-            flash(f"{label}: {error}" if label else error, "error")
 
 
 def _service_or_404(service_id: int) -> ExternalService:
@@ -170,7 +159,7 @@ def service_new():
         try:
             service = approvals.create_service(
                 db,
-                _actor(),
+                current_actor(),
                 form.company_id.data,
                 _service_input(form, prefill.tables if prefill else None),
                 assessment,
@@ -183,7 +172,7 @@ def service_new():
             flash("外部サービスを登録しました。", "success")
             return redirect(url_for("approvals.service_detail", service_id=service.id), code=303)
     elif request.method == "POST":
-        _flash_errors(form)
+        flash_form_errors(form)
     return render_template(
         "approvals/service_form.html",
         form=form,
@@ -230,7 +219,7 @@ def service_edit(service_id: int):
         db = get_session()
         try:
             approvals.update_service(
-                db, service, _actor(), _service_input(form), form.expected_version() or 0
+                db, service, current_actor(), _service_input(form), form.expected_version() or 0
             )
         except ApprovalError as exc:
             db.rollback()
@@ -240,7 +229,7 @@ def service_edit(service_id: int):
             flash("外部サービスの情報を更新しました。", "success")
             return redirect(url_for("approvals.service_detail", service_id=service.id), code=303)
     elif request.method == "POST":
-        _flash_errors(form)
+        flash_form_errors(form)
     return render_template(
         "approvals/service_form.html", form=form, service=service, assessment=None, prefill=None
     )
@@ -253,10 +242,10 @@ def plan_add(service_id: int):
     form = PlanForm()
     db = get_session()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
     else:
         try:
-            approvals.add_plan(db, service, _actor(), form.name.data, form.notes.data or "")
+            approvals.add_plan(db, service, current_actor(), form.name.data, form.notes.data or "")
         except ApprovalError as exc:
             db.rollback()
             flash(str(exc), "error")
@@ -378,7 +367,7 @@ def application_new():
     if form.validate_on_submit():
         db = get_session()
         try:
-            application = approvals.file(db, _actor(), _application_input(form))
+            application = approvals.file(db, current_actor(), _application_input(form))
         except ApprovalError as exc:
             db.rollback()
             flash(str(exc), "error")
@@ -387,7 +376,7 @@ def application_new():
             flash("利用申請を提出しました。許可権限者の判断をお待ちください。", "success")
             return _detail(application)
     elif request.method == "POST":
-        _flash_errors(form)
+        flash_form_errors(form)
     return render_template("approvals/application_form.html", form=form, application=None)
 
 
@@ -415,7 +404,11 @@ def revise(application_id: int):
         db = get_session()
         try:
             approvals.revise(
-                db, application, _actor(), _application_input(form), form.expected_version() or 0
+                db,
+                application,
+                current_actor(),
+                _application_input(form),
+                form.expected_version() or 0,
             )
         except ApprovalError as exc:
             db.rollback()
@@ -425,7 +418,7 @@ def revise(application_id: int):
             flash("申請を修正して、再度提出しました。", "success")
             return _detail(application)
     elif request.method == "POST":
-        _flash_errors(form)
+        flash_form_errors(form)
     return render_template("approvals/application_form.html", form=form, application=application)
 
 
@@ -558,14 +551,14 @@ def decide(application_id: int):
     form = DecisionForm()
     form.manager_id.choices = [SelectChoice("", "")] + _managers(application)
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _render_detail(application, form), 422
     db = get_session()
     try:
         report = approvals.decide(
             db,
             application,
-            _actor(),
+            current_actor(),
             approvals.DecisionInput(
                 decision=form.decision.data,
                 reason=form.reason.data or "",
@@ -595,13 +588,13 @@ def handover(application_id: int):
     form.manager_id.choices = _managers(application)
     db = get_session()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail(application)
     try:
         approvals.hand_over(
             db,
             application,
-            _actor(),
+            current_actor(),
             user_id=parse_id(form.manager_id.data),
             on=form.appointed_on.data,
             note=form.note.data or "",
@@ -624,13 +617,13 @@ def change_status(application_id: int):
     form = StatusForm()
     db = get_session()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail(application)
     try:
         approvals.change_status(
             db,
             application,
-            _actor(),
+            current_actor(),
             form.action.data,
             form.reason.data or "",
             form.expected_version() or 0,
@@ -659,10 +652,10 @@ def terms(application_id: int):
     form = TermsForm()
     db = get_session()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail(application)
     try:
-        version = approvals.record_terms(db, application, _actor(), _terms_input(form))
+        version = approvals.record_terms(db, application, current_actor(), _terms_input(form))
     except ApprovalError as exc:
         db.rollback()
         flash(str(exc), "error")
@@ -687,7 +680,7 @@ def terms_confirm(application_id: int, terms_id: int):
         flash("リスクを再確認したことにチェックしてください（対策基準9.3(2)）。", "error")
         return _detail(application)
     try:
-        approvals.confirm_terms(db, application, _actor(), terms_id)
+        approvals.confirm_terms(db, application, current_actor(), terms_id)
     except ApprovalError as exc:
         db.rollback()
         flash(str(exc), "error")

@@ -26,22 +26,11 @@ from portal.reviews.findings_views import owner_label, raise_from_form
 from portal.reviews.models import Finding, ReviewSchedule
 from portal.users.models import User
 from portal.vendors import service as vendors
-from portal.web import parse_id, today_jst
+from portal.web import current_actor, flash_form_errors, parse_id, today_jst
 
 bp = Blueprint(
     "contractor_audits", __name__, url_prefix="/contractor-audits", template_folder="templates"
 )
-
-
-def _actor() -> User:
-    return current_user._get_current_object()
-
-
-def _flash_errors(form) -> None:
-    for name, errors in form.errors.items():
-        label = form[name].label.text if name in form else ""
-        for error in errors:
-            flash(f"{label}: {error}" if label else error, "error")
 
 
 def _audit_or_404(audit_id: int) -> ContractorAudit:
@@ -141,7 +130,7 @@ def create():
     form = PlanForm()
     _plan_choices(form)
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _render_new(form, 422)
     db = get_session()
     data = AuditPlan(
@@ -156,7 +145,7 @@ def create():
         planned_on=form.planned_on.data,
     )
     try:
-        audit_row = service.plan(db, _actor(), data, today_jst())
+        audit_row = service.plan(db, current_actor(), data, today_jst())
     except AuditError as exc:
         db.rollback()
         flash(str(exc), "error")
@@ -205,14 +194,14 @@ def performed(audit_id: int):
     audit_row = _audit_or_404(audit_id)
     form = PerformedForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail(audit_row, "performed")
     db = get_session()
     try:
         service.record_performed(
             db,
             audit_row,
-            _actor(),
+            current_actor(),
             performed_on=form.performed_on.data,
             evidence=form.evidence.data or "",
             today=today_jst(),
@@ -233,14 +222,14 @@ def report(audit_id: int):
     audit_row = _audit_or_404(audit_id)
     form = ReportForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail(audit_row, "report")
     db = get_session()
     try:
         service.record_report(
             db,
             audit_row,
-            _actor(),
+            current_actor(),
             report=form.report.data or "",
             reported_on=form.reported_on.data,
             today=today_jst(),
@@ -261,7 +250,7 @@ def upload(audit_id: int):
     audit_row = _audit_or_404(audit_id)
     form = FileForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail(audit_row, "files")
     upload_ = request.files.get("file")
     if upload_ is None or not upload_.filename:
@@ -274,7 +263,7 @@ def upload(audit_id: int):
         stored = service.attach_file(
             db,
             audit_row,
-            _actor(),
+            current_actor(),
             purpose=form.purpose.data,
             upload=upload_,
             evidence_dir=evidence_dir,

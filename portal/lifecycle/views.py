@@ -17,16 +17,11 @@ from portal.lifecycle.forms import CheckForm, RetireCompleteForm, RetireOverride
 from portal.lifecycle.service import LifecycleError
 from portal.permissions import Permission, can_view_application, require
 from portal.reviews import files
-from portal.users.models import User
-from portal.web import today_jst
+from portal.web import current_actor, today_jst
 
 bp = Blueprint("lifecycle", __name__, url_prefix="/applications", template_folder="templates")
 
 MAX_KEY = 100
-
-
-def _actor() -> User:
-    return current_user._get_current_object()
 
 
 def _application_or_404(application_id: int) -> UseApplication:
@@ -49,7 +44,7 @@ def _render(
     db = get_session()
     today = today_jst()
     checklist = checklists.latest()
-    recordable = service.recordable_phases(application, _actor())
+    recordable = service.recordable_phases(application, current_actor())
     phases = []
     for phase in checklist.phases:
         items = []
@@ -72,11 +67,11 @@ def _render(
         phases=phases,
         history=service.history_of(db, application),
         state=service.state_of(db, application, today),
-        may_record=service.may_record(application, _actor()),
+        may_record=service.may_record(application, current_actor()),
         recordable=recordable,
         operation_due=service.operation_due,
         exit_missing=service.exit_missing(db, application) if ending else (),
-        may_complete=ending and retirement.may_complete(_actor(), application),
+        may_complete=ending and retirement.may_complete(current_actor(), application),
         complete_form=RetireCompleteForm(version=str(application.version)),
         today=today,
     )
@@ -98,7 +93,7 @@ def record(application_id: int, phase: str, item_key: str):
     item = stage.item(item_key) if stage else None
     if item is None or not item.applies_to(application.category):
         abort(404)
-    if not service.may_record(application, _actor()):
+    if not service.may_record(application, current_actor()):
         abort(403)
     form = CheckForm(prefix=_prefix(phase, item_key))
     key = (phase, item_key)
@@ -113,7 +108,7 @@ def record(application_id: int, phase: str, item_key: str):
         check = service.record(
             db,
             application,
-            _actor(),
+            current_actor(),
             phase=phase,
             item_key=item_key,
             result=form.result.data,
@@ -159,7 +154,7 @@ def _back(application: UseApplication, form_name: str = ""):
 def retire_complete(application_id: int):
     """The approver or the 外部サービス管理者: every exit item is settled."""
     application = _application_or_404(application_id)
-    if not retirement.may_complete(_actor(), application):
+    if not retirement.may_complete(current_actor(), application):
         abort(403)
     form = RetireCompleteForm()
     db = get_session()
@@ -168,7 +163,7 @@ def retire_complete(application_id: int):
         return _back(application, "complete")
     try:
         retirement.complete_retirement(
-            db, application, _actor(), version=form.expected_version(), today=today_jst()
+            db, application, current_actor(), version=form.expected_version(), today=today_jst()
         )
     except ApprovalError as exc:
         db.rollback()
@@ -196,7 +191,7 @@ def retire_override(application_id: int):
         retirement.retire_with_override(
             db,
             application,
-            _actor(),
+            current_actor(),
             reason=form.reason.data or "",
             version=form.expected_version(),
             today=today_jst(),

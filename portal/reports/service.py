@@ -13,26 +13,27 @@ runs a fixed number of queries whatever the number of schedules. Services flush,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
 from portal.approvals.models import UseApplication
-from portal.assessments.models import Answer
 from portal.audit import service as audit
 from portal.orgs.models import Department
 from portal.permissions import ORGANISATION_WIDE_READERS
 from portal.register import exports
-from portal.reports.columns import COLUMNS
+from portal.reports.columns import (
+    COLUMNS,
+    EXPIRING_COLUMNS,
+    FINDING_COLUMNS,
+    INCIDENT_COLUMNS,
+)
 from portal.reviews import findings, schedules
 from portal.reviews.models import (
-    Confirmation,
-    ConfirmationSection,
+    SEVERITIES,
     Finding,
     ReviewSchedule,
     VendorReport,
@@ -46,7 +47,12 @@ __all__ = [
     "COLUMNS",
     "EXPIRY_DAYS",
     "EXPIRY_KINDS",
+    "EXPIRING_COLUMNS",
     "ExpiringRow",
+    "FINDING_COLUMNS",
+    "FindingFilter",
+    "FindingRow",
+    "INCIDENT_COLUMNS",
     "Figures",
     "INCIDENT_FILTERS",
     "KIND_FILTERS",
@@ -59,9 +65,15 @@ __all__ = [
     "count",
     "departments_in_scope",
     "expiring",
+    "expiry_kind",
     "export",
+    "export_expiring",
+    "export_findings",
+    "export_incidents",
+    "finding_rows",
     "figures",
     "incident_count",
+    "incident_state",
     "incidents",
     "organisation_wide",
     "rows",
@@ -90,9 +102,6 @@ EXPIRY_KINDS = {
     "ismap": ("ismap_expiry", "ISMAP登録"),
 }
 INCIDENT_FILTERS = {"": "未確認のもの", "all": "すべて（確認済みを含む）"}
-
-# The answers ``schedules.expiries_from_answers`` reads: only these are loaded for the figures.
-CERTIFICATION_KEYS = "certifications."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,38 +351,6 @@ def _active_subjects(session: Session, actor: User) -> list[ReviewSchedule]:
     )
 
 
-def _confirmed_answers(session: Session, actor: User) -> dict[int, dict[str, Any]]:
-    """schedule id → the certification answers of its 業務委託 assessment as confirmed so far:
-    ``schedules.current_values`` for every visible active contractor in two queries."""
-    subjects = _visible_ids(actor).where(
-        ReviewSchedule.status == "active", ReviewSchedule.assessment_id.is_not(None)
-    )
-    found: dict[int, dict[str, Any]] = {}
-    base = session.execute(
-        sa.select(ReviewSchedule.id, Answer.question_key, Answer.value)
-        .join(Answer, Answer.assessment_id == ReviewSchedule.assessment_id)
-        .where(
-            ReviewSchedule.id.in_(subjects),
-            Answer.question_key.startswith(CERTIFICATION_KEYS, autoescape=True),
-        )
-    )
-    for schedule_id, key, value in base:
-        found.setdefault(schedule_id, {})[key] = json.loads(value)
-    changed = session.execute(
-        sa.select(Confirmation.schedule_id, ConfirmationSection.values)
-        .join(ConfirmationSection, ConfirmationSection.confirmation_id == Confirmation.id)
-        .where(
-            Confirmation.schedule_id.in_(subjects),
-            Confirmation.status == "completed",
-            ConfirmationSection.changed == sa.true(),
-        )
-        .order_by(Confirmation.schedule_id, Confirmation.number, ConfirmationSection.id)
-    )
-    for schedule_id, values in changed:
-        found.setdefault(schedule_id, {}).update(json.loads(values or "{}"))
-    return found
-
-
 def expiring(
     session: Session, actor: User, today: date, kind: str | None = None
 ) -> list[ExpiringRow]:
@@ -382,16 +359,14 @@ def expiring(
     expiries the daily job turns into triggers (``schedules.expiry_triggers``)."""
     wanted = {EXPIRY_KINDS[kind][0]} if kind else {k for k, _label in EXPIRY_KINDS.values()}
     limit = today + timedelta(days=EXPIRY_DAYS)
-    answers = _confirmed_answers(session, actor)
+    subjects = _active_subjects(session, actor)
+    # The contractors' certification answers in two queries; the services' records as loaded.
+    every = schedules.expiries_many(session, subjects)
     found = []
-    for schedule in _active_subjects(session, actor):
-        if schedule.application_id is not None:
-            items = schedules.expiries(session, schedule)  # the service record: no query
-        else:
-            items = schedules.expiries_from_answers(answers.get(schedule.id, {}))
+    for schedule in subjects:
         found.extend(
             ExpiringRow(schedule, item, today)
-            for item in items
+            for item in every[schedule.id]
             if item.kind in wanted and item.until <= limit
         )
     return sorted(found, key=lambda r: (r.expiry.until, r.schedule.title, r.schedule.id))
@@ -524,4 +499,182 @@ def figures(session: Session, actor: User, today: date) -> Figures:
             RiskCount(key, label, by_risk.get(None if key == "none" else key, 0))
             for key, label in RISK_FILTERS.items()
         ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The findings list (``findings.index``) as rows for its exports
+# ---------------------------------------------------------------------------------------------
+
+
+FINDING_DEFAULT_STATUS = "open"
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    """The findings list's ?status= (one of ``findings.STATUS_FILTERS``, "open" when missing or
+    unknown) and ?severity= (one of SEVERITIES or ""), parsed exactly as the page does."""
+
+    status: str = FINDING_DEFAULT_STATUS
+    severity: str = ""
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> FindingFilter:
+        status = args.get("status", FINDING_DEFAULT_STATUS)
+        severity = args.get("severity", "")
+        return cls(
+            status=status if status in findings.STATUS_FILTERS else FINDING_DEFAULT_STATUS,
+            severity=severity if severity in SEVERITIES else "",
+        )
+
+    def as_args(self) -> dict[str, str]:
+        return {k: v for k, v in (("status", self.status), ("severity", self.severity)) if v}
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """One finding as its list and exports show it (``FINDING_COLUMNS``)."""
+
+    finding: Finding
+    source: findings.SourceInfo | None
+    department: str
+    today: date
+
+    @property
+    def overdue(self) -> bool:
+        return findings.is_overdue(self.finding, self.today)
+
+
+def finding_rows(
+    session: Session, actor: User, filters: FindingFilter, today: date
+) -> list[FindingRow]:
+    """Every finding the findings list shows ``actor`` with ``filters`` (its scope:
+    ``findings.visible_query``, the department's and those the actor owns), in its order — open
+    first, earliest due first. Four queries whatever the number of findings."""
+    query = (
+        findings.filtered(
+            findings.visible_query(actor),
+            status=filters.status,
+            severity=filters.severity,
+            today=today,
+        )
+        .options(selectinload(Finding.owner))
+        .order_by(Finding.status.desc(), Finding.due_on, Finding.id)
+    )
+    found = list(session.scalars(query))
+    sources = findings.sources_of(session, found)
+    names = dict(
+        session.execute(
+            sa.select(Department.id, Department.name).where(
+                Department.id.in_(sorted({f.department_id for f in found}))
+            )
+        ).all()
+    )
+    return [FindingRow(f, sources.get(f.id), names.get(f.department_id, ""), today) for f in found]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports of the lists behind the figures (9.1(3), 9.2(6), 10.1(4))
+# ---------------------------------------------------------------------------------------------
+
+EXPORT_FORMATS = ("csv", "xlsx")
+
+
+def expiry_kind(raw: str | None) -> str:
+    """The expiring list's ?kind=: "certificate" unless it is another of EXPIRY_KINDS."""
+    return raw if raw in EXPIRY_KINDS else "certificate"
+
+
+def incident_state(raw: str | None) -> str:
+    """The incident list's ?state=: "" (not acknowledged) or "all"."""
+    return raw if raw in INCIDENT_FILTERS else ""
+
+
+def _export_rows(
+    session: Session,
+    actor: User,
+    *,
+    action: str,
+    fmt: str,
+    found: list,
+    columns,
+    title: str,
+    sheet_title: str,
+    filters: dict[str, str],
+) -> tuple[bytes, int]:
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(fmt)
+    if fmt == "csv":
+        data = exports.to_csv(found, columns)
+    else:
+        data = exports.to_xlsx(
+            found,
+            title=f"{title}（{actor.organisation.name}）",
+            columns=columns,
+            sheet_title=sheet_title,
+        )
+    audit.record(
+        session,
+        action,
+        actor=actor,
+        details={"format": fmt, "count": len(found), "filters": filters},
+    )
+    return data, len(found)
+
+
+def export_expiring(
+    session: Session, actor: User, today: date, kind: str, fmt: str
+) -> tuple[bytes, int]:
+    """The expiring certificates (``kind`` "certificate") or ISMAP registrations ("ismap") the
+    list shows, as CSV or XLSX (``EXPIRING_COLUMNS``), audited as
+    ``reviews.export_expiring`` with the kind and the number of rows."""
+    kind = expiry_kind(kind)
+    label = EXPIRY_KINDS[kind][1]
+    return _export_rows(
+        session,
+        actor,
+        action="reviews.export_expiring",
+        fmt=fmt,
+        found=expiring(session, actor, today, kind),
+        columns=EXPIRING_COLUMNS,
+        title=f"有効期限が{EXPIRY_DAYS}日以内の{label}",
+        sheet_title=f"有効期限が近い{label}",
+        filters={"kind": kind},
+    )
+
+
+def export_incidents(session: Session, actor: User, state: str, fmt: str) -> tuple[bytes, int]:
+    """The incident reports the list shows (``state`` "" the unacknowledged, "all" every one),
+    every page of them, as CSV or XLSX (``INCIDENT_COLUMNS``), audited as
+    ``reviews.export_incidents``."""
+    state = incident_state(state)
+    return _export_rows(
+        session,
+        actor,
+        action="reviews.export_incidents",
+        fmt=fmt,
+        found=incidents(session, actor, show_all=state == "all"),
+        columns=INCIDENT_COLUMNS,
+        title=f"事故報告の一覧（{INCIDENT_FILTERS[state]}）",
+        sheet_title="事故報告",
+        filters={"state": state} if state else {},
+    )
+
+
+def export_findings(
+    session: Session, actor: User, filters: FindingFilter, today: date, fmt: str
+) -> tuple[bytes, int]:
+    """The findings the list shows with ``filters``, every page of them, as CSV or XLSX
+    (``FINDING_COLUMNS``: with the corrective action and how it was closed), audited as
+    ``findings.export``."""
+    return _export_rows(
+        session,
+        actor,
+        action="findings.export",
+        fmt=fmt,
+        found=finding_rows(session, actor, filters, today),
+        columns=FINDING_COLUMNS,
+        title=f"指摘事項の一覧（{findings.STATUS_FILTERS[filters.status]}）",
+        sheet_title="指摘事項",
+        filters=filters.as_args(),
     )

@@ -1,7 +1,8 @@
 """/reviews: the dashboard of 定期確認 and the lists behind its figures — schedules (filtered,
-paged, exported as CSV / XLSX: audited, so POST forms), expiring certificates and ISMAP
-registrations, incident reports (対策基準 9.1(3), 9.2(6)). Staff see their departments', the
-organisation-wide readers the whole organisation's."""
+paged), expiring certificates and ISMAP registrations, incident reports (対策基準 9.1(3),
+9.2(6)) — each exported, with the page's filter, as CSV / XLSX (audited, so POST forms; the
+findings list's exports are in ``portal.reviews.findings_views``). Staff see their
+departments', the organisation-wide readers the whole organisation's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from portal.db import get_session
 from portal.evidence.names import content_disposition
 from portal.permissions import Permission, require
 from portal.register import exports
-from portal.reports import service
+from portal.reports import columns, service
 from portal.reports.service import ReviewFilter
 from portal.web import CSP, today_jst
 
@@ -80,8 +81,7 @@ def schedules():
 @bp.route("/expiring")
 @require(Permission.REVIEWS_VIEW)
 def expiring():
-    kind = request.args.get("kind", "")
-    kind = kind if kind in service.EXPIRY_KINDS else "certificate"
+    kind = service.expiry_kind(request.args.get("kind"))
     rows = service.expiring(get_session(), current_user, today_jst(), kind)
     return render_template(
         "reports/expiring.html",
@@ -89,6 +89,9 @@ def expiring():
         kind=kind,
         kinds=service.EXPIRY_KINDS,
         days=service.EXPIRY_DAYS,
+        columns=columns.EXPIRING_COLUMNS,
+        cell=exports.as_text,
+        args={"kind": kind},
         scope=service.scope_label(current_user),
     )
 
@@ -96,8 +99,7 @@ def expiring():
 @bp.route("/incidents")
 @require(Permission.REVIEWS_VIEW)
 def incidents():
-    state = request.args.get("state", "")
-    state = state if state in service.INCIDENT_FILTERS else ""
+    state = service.incident_state(request.args.get("state"))
     show_all = state == "all"
     db = get_session()
     total = service.incident_count(db, current_user, show_all=show_all)
@@ -117,26 +119,36 @@ def incidents():
         pages=pages,
         state=state,
         states=service.INCIDENT_FILTERS,
+        columns=columns.INCIDENT_PAGE_COLUMNS,
+        cell=exports.as_text,
+        args={"state": state} if state else {},
         scope=service.scope_label(current_user),
     )
 
 
-def _export(kind: str) -> Response:
-    """The filtered list (the filter comes with the form), audited with its size."""
-    filters = ReviewFilter.parse(request.form)
-    db = get_session()
-    today = today_jst()
-    actor = current_user._get_current_object()
-    data, _count = service.export(db, actor, filters, today, kind)
-    db.commit()
-    response = Response(data, mimetype="text/csv" if kind == "csv" else XLSX)
+def export_response(data: bytes, fmt: str, name: str, fallback: str) -> Response:
+    """A CSV or XLSX download named ``name``_YYYYMMDD.csv|xlsx (RFC 5987 with an ASCII
+    fallback), never sniffed, run or cached."""
+    response = Response(data, mimetype="text/csv" if fmt == "csv" else XLSX)
     response.headers["Content-Disposition"] = content_disposition(
-        f"定期確認_{today:%Y%m%d}.{kind}", 0, fallback_prefix="reviews"
+        f"{name}_{today_jst():%Y%m%d}.{fmt}", 0, fallback_prefix=fallback
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = f"sandbox; {CSP}"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _actor():
+    return current_user._get_current_object()
+
+
+def _export(fmt: str) -> Response:
+    """The filtered schedules (the filter comes with the form), audited with its size."""
+    db = get_session()
+    data, _count = service.export(db, _actor(), ReviewFilter.parse(request.form), today_jst(), fmt)
+    db.commit()
+    return export_response(data, fmt, "定期確認", "reviews")
 
 
 @bp.route("/export.csv", methods=["POST"])
@@ -149,3 +161,45 @@ def export_csv():
 @require(Permission.REVIEWS_VIEW)
 def export_xlsx():
     return _export("xlsx")
+
+
+def _export_expiring(fmt: str) -> Response:
+    """The expiring certificates or ISMAP registrations of the form's ``kind``."""
+    db = get_session()
+    kind = service.expiry_kind(request.form.get("kind"))
+    data, _count = service.export_expiring(db, _actor(), today_jst(), kind, fmt)
+    db.commit()
+    name = "有効期限が近いISMAP登録" if kind == "ismap" else "有効期限が近い認証"
+    return export_response(data, fmt, name, f"expiring-{kind}")
+
+
+@bp.route("/expiring/export.csv", methods=["POST"])
+@require(Permission.REVIEWS_VIEW)
+def expiring_export_csv():
+    return _export_expiring("csv")
+
+
+@bp.route("/expiring/export.xlsx", methods=["POST"])
+@require(Permission.REVIEWS_VIEW)
+def expiring_export_xlsx():
+    return _export_expiring("xlsx")
+
+
+def _export_incidents(fmt: str) -> Response:
+    """The incident reports of the form's ``state`` (every page)."""
+    db = get_session()
+    data, _count = service.export_incidents(db, _actor(), request.form.get("state"), fmt)
+    db.commit()
+    return export_response(data, fmt, "事故報告", "incidents")
+
+
+@bp.route("/incidents/export.csv", methods=["POST"])
+@require(Permission.REVIEWS_VIEW)
+def incidents_export_csv():
+    return _export_incidents("csv")
+
+
+@bp.route("/incidents/export.xlsx", methods=["POST"])
+@require(Permission.REVIEWS_VIEW)
+def incidents_export_xlsx():
+    return _export_incidents("xlsx")

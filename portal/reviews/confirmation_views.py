@@ -44,21 +44,9 @@ from portal.reviews.reminder_plan import People
 from portal.reviews.schedules import STATE_LABELS, ScheduleError
 from portal.scoring.engine import RATINGS
 from portal.scoring.ismap import add_months_period_end
-from portal.users.models import User
-from portal.web import format_date, parse_id, today_jst
+from portal.web import current_actor, flash_form_errors, format_date, parse_id, today_jst
 
 bp = Blueprint("confirmations", __name__, template_folder="templates")
-
-
-def _actor() -> User:
-    return current_user._get_current_object()
-
-
-def _flash_errors(form) -> None:
-    for name, errors in form.errors.items():
-        label = form[name].label.text if name in form else ""
-        for error in errors:
-            flash(f"{label}: {error}" if label else error, "error")
 
 
 def _version(form) -> int | None:
@@ -83,7 +71,7 @@ def _schedule_or_404(schedule_id: int) -> ReviewSchedule:
 
 def _managed_schedule(schedule_id: int) -> ReviewSchedule:
     schedule = _schedule_or_404(schedule_id)
-    if not schedules.can_manage_schedule(_actor(), schedule):
+    if not schedules.can_manage_schedule(current_actor(), schedule):
         abort(403)
     return schedule
 
@@ -97,7 +85,7 @@ def _for_staff(confirmation_id: int) -> Confirmation:
 
 def _managed(confirmation_id: int) -> Confirmation:
     confirmation = _for_staff(confirmation_id)
-    if not schedules.can_manage_schedule(_actor(), confirmation.schedule):
+    if not schedules.can_manage_schedule(current_actor(), confirmation.schedule):
         abort(403)
     return confirmation
 
@@ -105,7 +93,7 @@ def _managed(confirmation_id: int) -> Confirmation:
 def _for_vendor(confirmation_id: int) -> Confirmation:
     """Another company's (or another body's) confirmation does not exist for a vendor (404)."""
     confirmation = get_session().get(Confirmation, confirmation_id)
-    if confirmation is None or not confirmations.is_vendor_of(_actor(), confirmation):
+    if confirmation is None or not confirmations.is_vendor_of(current_actor(), confirmation):
         abort(404)
     return confirmation
 
@@ -130,7 +118,7 @@ def due_explanation(schedule: ReviewSchedule) -> str:
 def _schedule_page(
     schedule: ReviewSchedule, interval_form: IntervalForm | None = None, status: int = 200
 ):
-    actor = _actor()
+    actor = current_actor()
     today = today_jst()
     manage = schedules.can_manage_schedule(actor, schedule) and schedule.status == "active"
     if manage and interval_form is None:
@@ -182,14 +170,14 @@ def interval(schedule_id: int):
     schedule = _managed_schedule(schedule_id)
     form = IntervalForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _schedule_page(schedule, form, 422)
     db = get_session()
     try:
         schedules.set_interval(
             db,
             schedule,
-            _actor(),
+            current_actor(),
             months=form.months.data,
             next_due_on=form.next_due_on.data,
             today=today_jst(),
@@ -221,7 +209,7 @@ def open_confirmation(schedule_id: int):
     form = OpenForm()
     back = redirect(url_for("confirmations.schedule", schedule_id=schedule.id), code=303)
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return back
     db = get_session()
     try:
@@ -229,7 +217,7 @@ def open_confirmation(schedule_id: int):
             raise ConfirmationError(
                 "他の利用者が先にこの確認予定を変更しました。最新の内容を確認してからやり直してください。"
             )
-        confirmation = confirmations.open_confirmation(db, schedule, _actor(), today_jst())
+        confirmation = confirmations.open_confirmation(db, schedule, current_actor(), today_jst())
         # The request to answer is recorded with the confirmation, under the key the reminder
         # job uses: sent below, or by the job when the mail server is down — never twice.
         requests = reminder_plan.request_reminders(confirmation, People(db))
@@ -268,7 +256,7 @@ def _detail_page(
     complete_form: CompleteForm | None = None,
     status: int = 200,
 ):
-    actor = _actor()
+    actor = current_actor()
     schedule = confirmation.schedule
     manage = schedules.can_manage_schedule(actor, schedule) and schedule.status == "active"
     reviewable = manage and confirmation.status == "submitted"
@@ -311,12 +299,12 @@ def return_(confirmation_id: int):
     confirmation = _managed(confirmation_id)
     form = ReturnForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail_page(confirmation, return_form=form, status=422)
     db = get_session()
     try:
         confirmations.return_to_vendor(
-            db, confirmation, _actor(), form.comment.data, _version(form)
+            db, confirmation, current_actor(), form.comment.data, _version(form)
         )
     except ConfirmationError as exc:
         db.rollback()
@@ -333,14 +321,14 @@ def complete(confirmation_id: int):
     confirmation = _managed(confirmation_id)
     form = CompleteForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _detail_page(confirmation, complete_form=form, status=422)
     db = get_session()
     try:
         next_due = confirmations.complete(
             db,
             confirmation,
-            _actor(),
+            current_actor(),
             method=form.method.data,
             result=form.result.data,
             today=today_jst(),
@@ -448,7 +436,7 @@ def _answer_section(confirmation: Confirmation, section_key: str, mode: str):
             add_row=add_row,
         )
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _answer_page(
             confirmation, mode, failed=section_key, submitted=raw, section_form=form, status=422
         )
@@ -457,7 +445,7 @@ def _answer_section(confirmation: Confirmation, section_key: str, mode: str):
         confirmations.answer_section(
             db,
             confirmation,
-            _actor(),
+            current_actor(),
             section_key,
             changed=form.change.data == "changed",
             raw=request.form,
@@ -508,7 +496,7 @@ def _answer_url(confirmation: Confirmation, mode: str) -> str:
 
 def _upload(confirmation: Confirmation, mode: str):
     back = redirect(_answer_url(confirmation, mode) + "#files", code=303)
-    actor = _actor()
+    actor = current_actor()
     if not confirmations.can_answer(actor, confirmation):
         abort(404)
     if confirmation.schedule.status != "active" or not confirmation.editable_by_vendor:
@@ -558,11 +546,11 @@ def _upload(confirmation: Confirmation, mode: str):
 def _submit(confirmation: Confirmation, mode: str):
     form = SubmitForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return redirect(_answer_url(confirmation, mode), code=303)
     db = get_session()
     try:
-        confirmations.submit(db, confirmation, _actor(), _version(form))
+        confirmations.submit(db, confirmation, current_actor(), _version(form))
     except ConfirmationError as exc:
         db.rollback()
         flash(str(exc), "error")
@@ -586,7 +574,7 @@ def _submit(confirmation: Confirmation, mode: str):
 @require(Permission.REVIEWS_VIEW)
 def staff_answer(confirmation_id: int):
     confirmation = _for_staff(confirmation_id)
-    if not schedules.can_manage_schedule(_actor(), confirmation.schedule):
+    if not schedules.can_manage_schedule(current_actor(), confirmation.schedule):
         return redirect(url_for("confirmations.detail", confirmation_id=confirmation.id))
     return _answer_page(confirmation, "staff")
 
@@ -615,7 +603,7 @@ def staff_submit(confirmation_id: int):
 @bp.route("/vendor/confirmations")
 @require(Permission.REVIEWS_ANSWER)
 def vendor_index():
-    actor = _actor()
+    actor = current_actor()
     rows = (
         get_session()
         .scalars(

@@ -1,8 +1,10 @@
 """/reviews/<id>/exit: the exit checklist of a 業務委託 contract (対策基準 9.1(2)⑧⑨) — read by
 everyone who may see the schedule, recorded by the responsible department: the end of the
-contract, each item (the 消去証明書 uploaded with its item), the close, or the close with a
-reason. An external service's schedule has its exit in the register entry (9.2(7)): its page
-sends there."""
+contract, each item (the 消去証明書 uploaded with its item) and the close. The close with a
+reason, before the checklist is complete, is the 許可権限者's or the CISO's (a second person,
+兼務の禁止 2(6)): that route needs REVIEWS_VIEW only, the rest is ``exits.require_override``.
+An external service's schedule has its exit in the register entry (9.2(7)): its page sends
+there."""
 
 from __future__ import annotations
 
@@ -16,16 +18,11 @@ from portal.reviews import exits, files, schedules
 from portal.reviews.exit_forms import CloseForm, EndContractForm, ExitItemForm, OverrideForm
 from portal.reviews.exits import ExitError
 from portal.reviews.models import ReviewSchedule
-from portal.users.models import User
-from portal.web import today_jst
+from portal.web import current_actor, flash_form_errors, today_jst
 
 bp = Blueprint("exits", __name__, template_folder="templates")
 
 MAX_KEY = 100
-
-
-def _actor() -> User:
-    return current_user._get_current_object()
 
 
 def _schedule_or_404(schedule_id: int) -> ReviewSchedule:
@@ -40,23 +37,13 @@ def _contract_or_404(schedule_id: int) -> ReviewSchedule:
     schedule = _schedule_or_404(schedule_id)
     if schedule.assessment_id is None:
         abort(404)
-    if not schedules.can_manage_schedule(_actor(), schedule):
+    if not schedules.can_manage_schedule(current_actor(), schedule):
         abort(403)
     return schedule
 
 
 def _page(schedule: ReviewSchedule):
     return redirect(url_for("exits.checklist", schedule_id=schedule.id), code=303)
-
-
-def _flash_errors(form) -> None:
-    for name, errors in form.errors.items():
-        if name in ("version", "csrf_token"):
-            flash("画面を読み込み直してから、もう一度操作してください。", "error")
-            continue
-        label = form[name].label.text if name in form else ""
-        for error in errors:
-            flash(f"{label}: {error}" if label else error, "error")
 
 
 def _render(
@@ -70,7 +57,12 @@ def _render(
 ):
     db = get_session()
     today = today_jst()
-    manage = schedules.can_manage_schedule(_actor(), schedule)
+    manage = schedules.can_manage_schedule(current_actor(), schedule)
+    may_override = (
+        schedule.status == "ending"
+        and schedule.assessment_id is not None
+        and exits.may_override(db, schedule, current_actor())
+    )
     recording = manage and schedule.status in ("ending", "ended")
     items = []
     for item in exits.phase().items:
@@ -91,6 +83,8 @@ def _render(
         history=exits.history(db, schedule),
         state=exits.state(schedule, db),
         manage=manage,
+        may_override=may_override,
+        override_by=exits.OVERRIDE_BY,
         end_form=end_form or EndContractForm(formdata=None, version=version),
         close_form=CloseForm(formdata=None, version=version),
         override_form=override_form or OverrideForm(formdata=None, version=version),
@@ -114,14 +108,14 @@ def end(schedule_id: int):
     schedule = _contract_or_404(schedule_id)
     form = EndContractForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _render(schedule, end_form=form), 422
     db = get_session()
     try:
         exits.end_contract(
             db,
             schedule,
-            _actor(),
+            current_actor(),
             ending_on=form.ending_on.data,
             reason=form.reason.data or "",
             version=form.expected_version(),
@@ -157,7 +151,7 @@ def record(schedule_id: int, item_key: str):
         check = exits.record(
             db,
             schedule,
-            _actor(),
+            current_actor(),
             item.key,
             result=form.result.data,
             checked_on=form.checked_on.data,
@@ -192,10 +186,12 @@ def close(schedule_id: int):
     form = CloseForm()
     db = get_session()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _page(schedule)
     try:
-        exits.close(db, schedule, _actor(), version=form.expected_version(), today=today_jst())
+        exits.close(
+            db, schedule, current_actor(), version=form.expected_version(), today=today_jst()
+        )
     except ExitError as exc:
         db.rollback()
         flash(str(exc), "error")
@@ -206,19 +202,27 @@ def close(schedule_id: int):
 
 
 @bp.route("/reviews/<int:schedule_id>/exit/override", methods=["POST"])
-@require(Permission.REVIEWS_MANAGE)
+@require(Permission.REVIEWS_VIEW)
 def override(schedule_id: int):
-    schedule = _contract_or_404(schedule_id)
+    """The approver or the CISO (not the department: REVIEWS_VIEW, then the object rule)."""
+    schedule = _schedule_or_404(schedule_id)
+    if schedule.assessment_id is None:
+        abort(404)
+    db = get_session()
+    try:
+        exits.require_override(db, schedule, current_actor())
+    except ExitError as exc:
+        flash(str(exc), "error")
+        return _render(schedule), 403
     form = OverrideForm()
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return _render(schedule, override_form=form), 422
-    db = get_session()
     try:
         exits.close_with_override(
             db,
             schedule,
-            _actor(),
+            current_actor(),
             reason=form.reason.data or "",
             version=form.expected_version(),
             today=today_jst(),

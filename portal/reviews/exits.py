@@ -12,7 +12,10 @@ A 業務委託 contract (a schedule whose subject is an assessment):
   state, the earlier ones its history.
 - ``close``: when every item is recorded, the schedule ``ended`` on the day it is closed;
   ``close_with_override``: before that, only with a recorded reason (audited as
-  ``exit.override``).
+  ``exit.override``) and only by a second person — the 許可権限者 (the approver, checked as
+  ``approvals.service.require_approver`` does) or the CISO of the organisation, never the
+  department's staff nor anyone who recorded the end or an item (兼務の禁止, 対策基準 2(6),
+  9.1(2)⑨; the same rule as ``retirement.retire_with_override`` for a service).
 
 An external service ends through its register entry (``portal/lifecycle/retirement.py``, the
 lifecycle checklist's exit items, 9.2(7)); ``begin`` and ``finish`` move its schedule the same
@@ -30,10 +33,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from portal.audit import service as audit
+from portal.audit.models import AuditEvent
 from portal.evidence.scanner import CLEAN, INFECTED, Scanner
 from portal.evidence.service import Upload
 from portal.lifecycle import checklists
 from portal.lifecycle.checklists import Item, Phase
+from portal.permissions import Role, same_organisation
 from portal.reviews import files
 from portal.reviews.models import EXIT_RESULTS, ExitCheck, ReviewFile, ReviewSchedule
 from portal.reviews.schedules import can_manage_schedule
@@ -234,14 +239,74 @@ def has_file(upload: Upload | None) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _contract(schedule: ReviewSchedule, actor: User) -> None:
+def _contract_only(schedule: ReviewSchedule) -> None:
     if schedule.assessment_id is None:
         raise ExitError(
             "外部サービスの利用の終了は、外部サービス台帳の「廃止」から行ってください"
             "（利用終了時の確認、対策基準9.2(7)）。"
         )
+
+
+def _contract(schedule: ReviewSchedule, actor: User) -> None:
+    _contract_only(schedule)
     if not can_manage_schedule(actor, schedule):
         raise ExitError("この契約の終了の手続を行う権限がありません。")
+
+
+OVERRIDE_BY = "この団体の許可権限者又はCISO（担当課の職員以外の方）"
+OVERRIDE_REFUSED = (
+    f"確認を終えずに契約を終了できるのは、{OVERRIDE_BY}だけです"
+    "（兼務の禁止、対策基準2(6)、9.1(2)⑨）。"
+    "担当課では、確認をすべて記録してから「契約を終了する」で終了してください。"
+)
+SECOND_PERSON_REFUSED = (
+    "担当課の職員や、この契約の終了・終了時の確認を記録した方は、確認を終えずに契約を終了する"
+    f"ことはできません（兼務の禁止、対策基準2(6)、9.1(2)⑨）。{OVERRIDE_BY}に依頼してください。"
+)
+
+
+def _recorded_exit(session: Session, schedule: ReviewSchedule, actor: User) -> bool:
+    """Did ``actor`` record the end of this contract or an item of its checklist?"""
+    return (
+        session.scalar(
+            sa.select(AuditEvent.seq)
+            .where(
+                AuditEvent.object_type == ReviewSchedule.__tablename__,
+                AuditEvent.object_id == str(schedule.id),
+                AuditEvent.action.in_(("exit.start", "exit.record")),
+                AuditEvent.actor_user_id == actor.id,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def require_override(session: Session, schedule: ReviewSchedule, actor: User) -> None:
+    """Refuse (``ExitError``) unless ``actor`` may close the contract before its checklist is
+    complete: the 許可権限者 (as ``approvals.service.require_approver`` checks) or the CISO of the
+    schedule's organisation, a second person — neither staff of the responsible department nor
+    the one who recorded the end or an item (兼務の禁止, 対策基準 2(6), 9.1(2)⑨)."""
+    from portal.approvals import service as approvals  # approvals imports this module
+
+    _contract_only(schedule)
+    ciso = Role.CISO in actor.role_set and same_organisation(actor, schedule.organisation_id)
+    if not ciso:
+        try:
+            approvals.require_approver(actor, schedule, OVERRIDE_REFUSED)
+        except approvals.ApprovalError as exc:
+            raise ExitError(str(exc)) from exc
+    if can_manage_schedule(actor, schedule) or _recorded_exit(session, schedule, actor):
+        raise ExitError(SECOND_PERSON_REFUSED)
+
+
+def may_override(session: Session, schedule: ReviewSchedule, actor: User) -> bool:
+    """May ``actor`` use ``close_with_override`` on this contract (see ``require_override``)?"""
+    try:
+        require_override(session, schedule, actor)
+    except ExitError:
+        return False
+    return True
 
 
 def _check_version(schedule: ReviewSchedule, version: int | None) -> None:
@@ -405,8 +470,9 @@ def close_with_override(
     version: int | None,
     today: date | None = None,
 ) -> None:
-    """End the contract before its checklist is complete, with the reason recorded."""
-    _contract(schedule, actor)
+    """End the contract before its checklist is complete, with the reason recorded — by the
+    approver or the CISO, never by the department that recorded the checklist (2(6), 9.1(2)⑨)."""
+    require_override(session, schedule, actor)
     _check_version(schedule, version)
     if schedule.status != "ending":
         raise ExitError("終了手続中の契約ではありません。")

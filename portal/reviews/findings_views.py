@@ -1,7 +1,8 @@
 """/findings: the findings (指摘事項) of confirmations and contractor audits with their corrective
 actions — the list (status and severity filters, department-scoped), one finding with its
-source, closing it; and raising one on a confirmation (9.1(3), 9.2(6), 10.1(4)). Raising on a
-contractor audit is in ``portal.contractor_audits.views`` and shares ``raise_from_form``."""
+source, closing it; the list exported as CSV / XLSX (POST, audited); and raising one on a
+confirmation (9.1(3), 9.2(6), 10.1(4)). Raising on a contractor audit is in
+``portal.contractor_audits.views`` and shares ``raise_from_form``."""
 
 from __future__ import annotations
 
@@ -14,29 +15,20 @@ from wtforms import SelectChoice
 from portal.db import get_session
 from portal.orgs.models import Department
 from portal.permissions import Permission, require
+from portal.reports import service as reports
+from portal.reports.views import export_response
 from portal.reviews import findings, schedules
 from portal.reviews.finding_forms import CloseForm, FindingForm
 from portal.reviews.findings import FindingError, FindingInput
 from portal.reviews.models import SEVERITIES, Confirmation, Finding
 from portal.users.models import User
-from portal.web import parse_id, today_jst
+from portal.web import current_actor, flash_form_errors, parse_id, today_jst
 
 bp = Blueprint("findings", __name__, template_folder="templates")
 
 PAGE_SIZE = 50
 MAX_PAGE = 100_000
 DEFAULT_STATUS = "open"
-
-
-def _actor() -> User:
-    return current_user._get_current_object()
-
-
-def _flash_errors(form) -> None:
-    for name, errors in form.errors.items():
-        label = form[name].label.text if name in form else ""
-        for error in errors:
-            flash(f"{label}: {error}" if label else error, "error")
 
 
 def _finding_or_404(finding_id: int) -> Finding:
@@ -60,7 +52,7 @@ def raise_from_form(source: findings.Source, back: str):
         for u in findings.eligible_owners(db, source.organisation_id)
     ]
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         flash("指摘事項を登録できませんでした。入力内容を確認してください。", "error")
         return redirect(f"{back}#findings", code=303)
     data = FindingInput(
@@ -72,7 +64,9 @@ def raise_from_form(source: findings.Source, back: str):
         due_on=form.due_on.data,
     )
     try:
-        finding = findings.raise_finding(db, _actor(), source=source, data=data, today=today_jst())
+        finding = findings.raise_finding(
+            db, current_actor(), source=source, data=data, today=today_jst()
+        )
     except FindingError as exc:
         db.rollback()
         flash(str(exc), "error")
@@ -155,14 +149,14 @@ def close(finding_id: int):
     form = CloseForm()
     back = redirect(url_for("findings.detail", finding_id=finding.id), code=303)
     if not form.validate():
-        _flash_errors(form)
+        flash_form_errors(form)
         return back
     db = get_session()
     try:
         findings.close(
             db,
             finding,
-            _actor(),
+            current_actor(),
             note=form.note.data or "",
             today=today_jst(),
             version=form.expected_version() or 0,
@@ -185,7 +179,34 @@ def raise_for_confirmation(confirmation_id: int):
     confirmation = get_session().get(Confirmation, confirmation_id)
     if confirmation is None or not schedules.can_view_schedule(current_user, confirmation.schedule):
         abort(404)
-    if not findings.can_raise(_actor(), confirmation):
+    if not findings.can_raise(current_actor(), confirmation):
         abort(403)
     back = url_for("confirmations.detail", confirmation_id=confirmation.id)
     return raise_from_form(confirmation, back)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports of the list (POST: audited)
+# ---------------------------------------------------------------------------------------------
+
+
+def _export(fmt: str):
+    """The findings the list shows with the form's status and severity — every page of them,
+    with the corrective action and how each was closed (9.1(3), 9.2(6), 10.1(4))."""
+    db = get_session()
+    filters = reports.FindingFilter.parse(request.form)
+    data, _count = reports.export_findings(db, current_actor(), filters, today_jst(), fmt)
+    db.commit()
+    return export_response(data, fmt, "指摘事項", "findings")
+
+
+@bp.route("/findings/export.csv", methods=["POST"])
+@require(Permission.REVIEWS_VIEW)
+def export_csv():
+    return _export("csv")
+
+
+@bp.route("/findings/export.xlsx", methods=["POST"])
+@require(Permission.REVIEWS_VIEW)
+def export_xlsx():
+    return _export("xlsx")

@@ -9,12 +9,19 @@
 - Certificate and ISMAP expiry: 120 / 30 / 7 days ahead (``expiry_120`` …) to the vendor's
   contacts and the responsible staff; a certificate shared by several schedules of one body
   reaches each vendor contact once.
+- The end of a 業務委託 contract (9.1(2)⑨): a schedule still being confirmed whose contract
+  period ends within ``CONTRACT_ENDING_DAYS`` (30) days, or has ended, prompts the responsible
+  staff once per end date to start the exit checklist (``contract_ending``).
 - Findings (指摘事項) with a corrective action: 7 days before the due date and weekly once
   overdue, to the owner (``finding_due_7``, ``finding_overdue``); escalated like schedules.
 - Requests to answer a confirmation (``request``) and alerts of a vendor's incident or change
   report to staff (``report_alert``, 9.1(3)) queued or failed earlier: the web records them in
   the transaction that opens the confirmation or takes the report and tries to send them at
   once; what it could not send, the job sends.
+
+The schedules are read with what the plan reads of them (``schedules.DAILY_JOB_LOADS``) and
+their certificates in a fixed number of queries (``schedules.expiries_many``): the number of
+queries does not grow with the number of schedules.
 
 Every message has a key — item, stage, due date, recipient — that ``ReminderLog`` keeps unique:
 the plan may be made any number of times a day, a key is sent once. Pure reading; nothing here
@@ -31,10 +38,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, contains_eager, selectinload
 from werkzeug.routing import BuildError
 
-from portal.approvals.models import UseApplication
 from portal.approvals.service import report_recipients
 from portal.orgs.models import Department, Organisation
 from portal.permissions import Permission, can
@@ -49,7 +55,7 @@ from portal.reviews.models import (
 )
 from portal.users.models import User, user_department
 from portal.vendors.models import VendorAccess
-from portal.web import JST
+from portal.web import JST, format_date
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,9 @@ FINDING_DUE_DAYS = 7
 OVERDUE_REPEAT_DAYS = 7  # overdue reminders repeat weekly
 VENDOR_TURN = ("open", "returned")  # a confirmation waiting for the vendor's answer
 KEY_LENGTH = 300  # ReminderLog.key
+# A contract ending this close (or ended) prompts the exit; also how far ahead the end may be
+# recorded (``exits.EXIT_LEAD_DAYS``).
+CONTRACT_ENDING_DAYS = 30
 
 STAGE_LABELS = {
     "request": "定期確認の依頼",
@@ -66,6 +75,7 @@ STAGE_LABELS = {
     "overdue": "期限超過",
     "escalation": "エスカレーション",
     **{f"expiry_{days}": f"有効期限{days}日前" for days in schedules.EXPIRY_WARN_DAYS},
+    "contract_ending": "契約期間の終了",
     "finding_due_7": "指摘事項の期限7日前",
     "finding_overdue": "指摘事項の期限超過",
     "report_alert": "事故・変更の報告の通知",
@@ -248,18 +258,18 @@ def plan(session: Session, today: date, *, escalation_days: int) -> list[Reminde
     active = session.scalars(
         sa.select(ReviewSchedule)
         .join(Organisation, Organisation.id == ReviewSchedule.organisation_id)
-        .options(
-            selectinload(ReviewSchedule.confirmations),
-            selectinload(ReviewSchedule.triggers),
-            selectinload(ReviewSchedule.application).selectinload(UseApplication.managers),
-        )
+        .options(contains_eager(ReviewSchedule.organisation), *schedules.DAILY_JOB_LOADS)
         .where(ReviewSchedule.status == "active", Organisation.active.is_(True))
         .order_by(ReviewSchedule.id)
     ).all()
     for schedule in active:
         planned += _schedule_reminders(schedule, today, escalation_days, people)
+        planned += _contract_ending_reminders(schedule, today, people)
+    found = schedules.expiries_many(session, active)
     planned += _merge_expiries(
-        r for schedule in active for r in _expiry_reminders(session, schedule, today, people)
+        r
+        for schedule in active
+        for r in _expiry_reminders(schedule, found[schedule.id], today, people)
     )
     planned += _finding_reminders(session, today, escalation_days, people)
     unique: dict[str, Reminder] = {}
@@ -382,13 +392,57 @@ def _vendor_reminders(
     ]
 
 
+def _contract_ending_reminders(
+    schedule: ReviewSchedule, today: date, people: People
+) -> list[Reminder]:
+    """A 業務委託 contract still being confirmed whose period ends within 30 days or has
+    ended: the responsible staff are asked to start the exit checklist — information returned
+    or deleted, the 消去証明書 received (9.1(2)⑨). Once per end date: a changed end date is
+    prompted again. An external service ends through its register entry (9.2(7)), not here."""
+    ending_on = schedule.ending_on
+    if schedule.application_id is not None or ending_on is None:
+        return []
+    days_left = (ending_on - today).days
+    if days_left > CONTRACT_ENDING_DAYS:
+        return []
+    ended = days_left < 0
+    title = _one_line(schedule.title)
+    when = format_date(ending_on)
+    subject = (
+        f"【契約終了】契約期間が{when}に{'終了しました' if ended else '終了します'}（{title}）"
+    )
+    context = {
+        "schedule": schedule,
+        "organisation": schedule.organisation,
+        "ending_on": ending_on,
+        "ended": ended,
+        "days_left": days_left,
+        "days_since": max(0, -days_left),
+        "policy": "9.1(2)⑨",
+        "url": absolute_url("exits.checklist", schedule_id=schedule.id),
+    }
+    return [
+        _message(
+            user,
+            item=f"schedule:{schedule.id}",
+            stage="contract_ending",
+            due=ending_on,
+            organisation_id=schedule.organisation_id,
+            subject=subject,
+            template="reminder_contract_ending",
+            context=context,
+        )
+        for user in people.responsible_staff(schedule)
+    ]
+
+
 def _expiry_reminders(
-    session: Session, schedule: ReviewSchedule, today: date, people: People
+    schedule: ReviewSchedule, expiries: list[schedules.Expiry], today: date, people: People
 ) -> list[Reminder]:
     reminders = []
     staff_url = absolute_url("confirmations.schedule", schedule_id=schedule.id)
     vendor_url = absolute_url("confirmations.vendor_index")
-    for expiry in schedules.expiries(session, schedule):
+    for expiry in expiries:
         days_left = (expiry.until - today).days
         stage = expiry_stage(days_left)
         if stage is None:

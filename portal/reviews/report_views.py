@@ -17,7 +17,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user
 
 from portal.db import get_session, utcnow
 from portal.evidence import setup
@@ -26,8 +25,7 @@ from portal.reviews import files, reminder_plan, reminders, reports
 from portal.reviews.models import REPORT_KINDS, ReviewSchedule, VendorReport
 from portal.reviews.report_forms import ReportForm
 from portal.reviews.reports import ReportError, ReportInput
-from portal.users.models import User
-from portal.web import JST, parse_id
+from portal.web import JST, current_actor, parse_id
 
 bp = Blueprint("vendor_reports", __name__, template_folder="templates")
 log = logging.getLogger(__name__)
@@ -38,27 +36,23 @@ ALERT_QUEUED = (
 )
 
 
-def _actor() -> User:
-    return current_user._get_current_object()
-
-
 def _vendor_schedule_or_404(schedule_id: int | None) -> ReviewSchedule:
     schedule = get_session().get(ReviewSchedule, schedule_id) if schedule_id else None
-    if schedule is None or not reports.can_report(_actor(), schedule):
+    if schedule is None or not reports.can_report(current_actor(), schedule):
         abort(404)
     return schedule
 
 
 def _vendor_report_or_404(report_id: int) -> VendorReport:
     report = get_session().get(VendorReport, report_id)
-    if report is None or not reports.vendor_can_view(_actor(), report):
+    if report is None or not reports.vendor_can_view(current_actor(), report):
         abort(404)
     return report
 
 
 def _staff_report_or_404(report_id: int) -> VendorReport:
     report = get_session().get(VendorReport, report_id)
-    if report is None or not reports.can_view_report(_actor(), report):
+    if report is None or not reports.can_view_report(current_actor(), report):
         abort(404)
     return report
 
@@ -72,7 +66,7 @@ def _staff_report_or_404(report_id: int) -> VendorReport:
 @require(Permission.REVIEWS_ANSWER)
 def vendor_index():
     db = get_session()
-    actor = _actor()
+    actor = current_actor()
     return render_template(
         "reviews/vendor_reports.html",
         reports=reports.reports_for_vendor(db, actor),
@@ -128,7 +122,7 @@ def create():
     if not form.validate():
         return _render_form(schedule, form, 422)
     db = get_session()
-    actor = _actor()
+    actor = current_actor()
     evidence_dir = setup.evidence_dir_for(current_app)
     upload = form.attachment.data
     stored: list[str] = []
@@ -214,7 +208,7 @@ def detail(report_id: int):
         schedule=report.schedule,
         trigger=reports.trigger_of(db, report),
         files=files.files_of(db, report),
-        may_acknowledge=reports.can_acknowledge(_actor(), report),
+        may_acknowledge=reports.can_acknowledge(current_actor(), report),
     )
 
 
@@ -224,7 +218,7 @@ def acknowledge(report_id: int):
     report = _staff_report_or_404(report_id)
     db = get_session()
     try:
-        done = reports.acknowledge(db, report, _actor(), utcnow())
+        done = reports.acknowledge(db, report, current_actor(), utcnow())
     except ReportError as exc:
         db.rollback()
         flash(str(exc), "error")

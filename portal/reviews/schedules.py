@@ -19,23 +19,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from portal.approvals.models import ACTIVE_STATES, UseApplication
-from portal.assessments import store
-from portal.assessments.models import Assessment
+from portal.approvals.models import ACTIVE_STATES, ManagerAssignment, UseApplication
+from portal.assessments.models import Answer, Assessment
 from portal.audit import service as audit
 from portal.engagements.models import Engagement
 from portal.evaluations.models import Outcome
 from portal.permissions import ORGANISATION_WIDE_READERS, same_organisation
 from portal.questionnaires.schema import CERTIFICATION_KINDS
 from portal.reviews.calendar import next_business_day
-from portal.reviews.models import TRIGGER_KINDS, ReviewSchedule, ReviewTrigger
+from portal.reviews.models import (
+    TRIGGER_KINDS,
+    Confirmation,
+    ConfirmationSection,
+    ReviewSchedule,
+    ReviewTrigger,
+)
 from portal.scoring import ismap
 from portal.scoring.ismap import add_months_period_end
 from portal.users.models import User
@@ -54,6 +60,8 @@ TRIGGER_RESPONSE_DAYS = {
 EXPIRY_WARN_DAYS = (120, 30, 7)  # certificate and ISMAP expiry warnings, days ahead
 EXPIRY_TRIGGER_DAYS = EXPIRY_WARN_DAYS[0]  # an expiry this close brings the confirmation forward
 DUE_SOON_DAYS = 90  # "due within 90 days" on the dashboards
+CERTIFICATION_KEYS = "certifications."  # the answers ``expiries_from_answers`` reads
+IN_BATCH = 500  # schedules per IN (...) list
 
 
 class ScheduleError(ValueError):
@@ -359,14 +367,30 @@ class Expiry:
 def expiries(session: Session, schedule: ReviewSchedule) -> list[Expiry]:
     """Every dated certificate of the subject: the service record of an application, the
     current answers (assessment, then confirmations) of a contractor."""
-    if schedule.application is not None:
-        service = schedule.application.service
-        found = []
-        for label, until in service.expiries():
-            kind = "ismap_expiry" if label.startswith("ISMAP") else "certificate_expiry"
-            found.append(Expiry(kind, label, until))
-        return found
-    return expiries_from_answers(current_values(session, schedule))
+    return expiries_many(session, [schedule])[schedule.id]
+
+
+def expiries_many(session: Session, schedules: Sequence[ReviewSchedule]) -> dict[int, list[Expiry]]:
+    """schedule id → ``expiries`` of it, for many schedules at once: the certification answers
+    of the contractors in two queries (``current_values_many``), the service records of the
+    applications as loaded (load ``application`` → ``service`` with the schedules)."""
+    contractors = [s for s in schedules if s.application_id is None]
+    answers = current_values_many(session, contractors, keys_prefix=CERTIFICATION_KEYS)
+    found: dict[int, list[Expiry]] = {}
+    for schedule in schedules:
+        if schedule.application_id is not None:
+            found[schedule.id] = _service_expiries(schedule.application.service)
+        else:
+            found[schedule.id] = expiries_from_answers(answers[schedule.id])
+    return found
+
+
+def _service_expiries(service) -> list[Expiry]:
+    found = []
+    for label, until in service.expiries():
+        kind = "ismap_expiry" if label.startswith("ISMAP") else "certificate_expiry"
+        found.append(Expiry(kind, label, until))
+    return found
 
 
 def expiries_from_answers(answers: dict[str, Any]) -> list[Expiry]:
@@ -393,14 +417,20 @@ def _as_date(value) -> date | None:
         return None
 
 
-def expiry_triggers(session: Session, schedule: ReviewSchedule, today: date) -> list[ReviewTrigger]:
+def expiry_triggers(
+    session: Session,
+    schedule: ReviewSchedule,
+    today: date,
+    found: list[Expiry] | None = None,
+) -> list[ReviewTrigger]:
     """A trigger for every certificate expiring within 120 days (due on the expiry, or at the
     latest the next business day when it has passed). Idempotent within a period: keyed by
     label, date and the period's start, so a certificate confirmed as unchanged that is still
-    expiring raises a trigger again in the next period."""
+    expiring raises a trigger again in the next period. ``found``: the schedule's expiries when
+    the caller has them (``expiries_many``)."""
     added = []
     period = (schedule.last_confirmed_on or schedule.starts_on).isoformat()
-    for expiry in expiries(session, schedule):
+    for expiry in expiries(session, schedule) if found is None else found:
         if expiry.until > today + timedelta(days=EXPIRY_TRIGGER_DAYS):
             continue
         trigger = add_trigger(
@@ -448,15 +478,51 @@ def base_assessment(schedule: ReviewSchedule) -> Assessment | None:
 
 def current_values(session: Session, schedule: ReviewSchedule) -> dict[str, Any]:
     """The assessment's answers, overlaid by what every completed confirmation changed."""
-    assessment = base_assessment(schedule)
-    values = store.values(session, assessment) if assessment is not None else {}
-    for confirmation in schedule.confirmations:
-        if confirmation.status != "completed":
-            continue
-        for section in confirmation.sections:
-            if section.changed:
-                values.update(section.value_map())
-    return values
+    return current_values_many(session, [schedule])[schedule.id]
+
+
+def current_values_many(
+    session: Session, schedules: Sequence[ReviewSchedule], keys_prefix: str | None = None
+) -> dict[int, dict[str, Any]]:
+    """schedule id → its current values, for many schedules in two queries (per
+    ``IN_BATCH`` schedules): the answers of the base assessment (the contractor's own, or the
+    one an application was made on), overlaid in order (第1回, 第2回 …; section by section)
+    by the sections every completed confirmation changed. ``keys_prefix`` ("certifications.")
+    keeps only the answers whose key starts with it. Every schedule has an entry."""
+    found: dict[int, dict[str, Any]] = {s.id: {} for s in schedules}
+    ids = list(found)
+    for start in range(0, len(ids), IN_BATCH):
+        batch = ids[start : start + IN_BATCH]
+        base = (
+            sa.select(ReviewSchedule.id, Answer.question_key, Answer.value)
+            .outerjoin(UseApplication, UseApplication.id == ReviewSchedule.application_id)
+            .join(
+                Answer,
+                Answer.assessment_id
+                == sa.func.coalesce(ReviewSchedule.assessment_id, UseApplication.assessment_id),
+            )
+            .where(ReviewSchedule.id.in_(batch))
+        )
+        if keys_prefix:
+            base = base.where(Answer.question_key.startswith(keys_prefix, autoescape=True))
+        for schedule_id, key, value in session.execute(base):
+            found[schedule_id][key] = json.loads(value)
+        changed = session.execute(
+            sa.select(Confirmation.schedule_id, ConfirmationSection.values)
+            .join(ConfirmationSection, ConfirmationSection.confirmation_id == Confirmation.id)
+            .where(
+                Confirmation.schedule_id.in_(batch),
+                Confirmation.status == "completed",
+                ConfirmationSection.changed == sa.true(),
+            )
+            .order_by(Confirmation.schedule_id, Confirmation.number, ConfirmationSection.id)
+        )
+        for schedule_id, values in changed:
+            overlay = json.loads(values or "{}")
+            if keys_prefix:
+                overlay = {k: v for k, v in overlay.items() if k.startswith(keys_prefix)}
+            found[schedule_id].update(overlay)
+    return found
 
 
 def values_hash(values: dict[str, Any]) -> str:
@@ -518,15 +584,34 @@ def visible_query(actor: User):
 # ---------------------------------------------------------------------------------------------
 
 
+# What the daily job reads of every active schedule, loaded with the schedules so that its
+# number of queries does not grow with theirs (``sync`` here, ``reminder_plan.plan``).
+DAILY_JOB_LOADS = (
+    joinedload(ReviewSchedule.department),
+    joinedload(ReviewSchedule.vendor_company),
+    selectinload(ReviewSchedule.triggers),
+    selectinload(ReviewSchedule.confirmations),
+    selectinload(ReviewSchedule.application).selectinload(UseApplication.service),
+    selectinload(ReviewSchedule.application)
+    .selectinload(UseApplication.managers)
+    .joinedload(ManagerAssignment.user),
+)
+
+
 @dataclass
 class SyncResult:
     opened: int = 0
     triggers: int = 0
+    ending_changed: int = 0
 
 
 def sync(session: Session, today: date) -> SyncResult:
     """Open the schedules that are missing (decided before this feature, or opened outside the
-    usual path) and add the expiry triggers due by ``today``. Idempotent."""
+    usual path), keep the contract end of each 業務委託 being confirmed on its engagement's
+    period end (staff extend or shorten a contract on the engagement; the copy is what the
+    reminder to start the exit reads, 9.1(2)⑨), and add the expiry triggers due by ``today``.
+    Idempotent; a fixed number of queries whatever the number of schedules (but those it
+    opens or triggers)."""
     result = SyncResult()
     assessments = session.scalars(
         sa.select(Assessment)
@@ -551,11 +636,28 @@ def sync(session: Session, today: date) -> SyncResult:
             result.opened += 1
     active = session.scalars(
         sa.select(ReviewSchedule)
-        .options(selectinload(ReviewSchedule.triggers), selectinload(ReviewSchedule.confirmations))
+        .options(*DAILY_JOB_LOADS)
         .where(ReviewSchedule.status == "active")
+        .order_by(ReviewSchedule.id)
     ).all()
+    period_ends = dict(
+        session.execute(
+            sa.select(ReviewSchedule.id, Engagement.period_end)
+            .join(Assessment, Assessment.id == ReviewSchedule.assessment_id)
+            .join(Engagement, Engagement.id == Assessment.engagement_id)
+            .where(
+                ReviewSchedule.status == "active",
+                ReviewSchedule.ending_on.is_distinct_from(Engagement.period_end),
+            )
+        ).all()
+    )
+    found = expiries_many(session, active)
     for schedule in active:
-        result.triggers += len(expiry_triggers(session, schedule, today))
+        if schedule.id in period_ends:
+            schedule.ending_on = period_ends[schedule.id]
+            result.ending_changed += 1
+        result.triggers += len(expiry_triggers(session, schedule, today, found[schedule.id]))
+    session.flush()
     return result
 
 
