@@ -6,9 +6,11 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pyotp
+import sqlalchemy as sa
 from bs4 import BeautifulSoup
 from flask.testing import FlaskClient
 
+from portal.db import engine_for
 from portal.mail.service import read_outbox
 from tests.factories import PASSWORD
 
@@ -145,3 +147,26 @@ def link_in(message) -> str:
         if line.startswith("http"):
             return line.strip()
     raise AssertionError("no link in the message")
+
+
+class QueryCounter:
+    """The SQL statements sent to the app's database while the block runs (the engine's
+    ``before_cursor_execute`` event): ``with QueryCounter(app) as counter: …; counter.count``."""
+
+    def __init__(self, app):
+        self.engine = engine_for(app)
+        self.statements: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+    def __call__(self, _conn, _cursor, statement, *_args):
+        self.statements.append(statement)
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *_exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self)

@@ -26,7 +26,7 @@ from portal.permissions import Role
 from portal.reviews.models import ReviewFile
 from portal.reviews.schedules import schedule_of_application
 from portal.web import JST
-from tests.helpers import flashes, soup, text_of
+from tests.helpers import QueryCounter, flashes, soup, text_of
 from tests.test_evidence_files import pdf_bytes
 from tests.test_review_web import signed_in
 
@@ -372,7 +372,7 @@ def test_only_the_items_of_the_entrys_category_count(db, make, org, team):
         record(db, application, team["manager"], "build", only_92, on=date(2026, 6, 1))
 
 
-def test_states_for_many_entries_is_one_query(db, make, org, team):
+def test_states_for_many_entries_is_one_query(app, db, make, org, team):
     entries = [approved(db, make, org, team, name=f"サービス{n}") for n in range(5)]
     for application in entries:
         record(db, application, team["manager"], "build", items("build")[0], on=date(2026, 6, 1))
@@ -382,18 +382,9 @@ def test_states_for_many_entries_is_one_query(db, make, org, team):
     def count(subset: list[int]) -> tuple[int, dict]:
         db.rollback()
         loaded = list(db.scalars(sa.select(UseApplication).where(UseApplication.id.in_(subset))))
-        statements: list[str] = []
-
-        def listen(_conn, _cursor, statement, *_args):
-            statements.append(statement)
-
-        engine = db.get_bind()
-        sa.event.listen(engine, "before_cursor_execute", listen)
-        try:
+        with QueryCounter(app) as counter:
             states = service.states_for(db, loaded, date(2026, 6, 2))
-        finally:
-            sa.event.remove(engine, "before_cursor_execute", listen)
-        return len(statements), states
+        return counter.count, states
 
     one, states_one = count(ids[:1])
     five, states_five = count(ids)

@@ -20,13 +20,12 @@ from portal.approvals import service as approvals
 from portal.approvals.models import ExternalService, UseApplication
 from portal.audit.models import AuditEvent
 from portal.clauses.models import ClauseDocument, ClauseVersion, Contract
-from portal.db import engine_for
 from portal.lifecycle import checklists, retirement
 from portal.lifecycle.models import LifecycleCheck
 from portal.permissions import Role
 from portal.register import service as register
 from portal.register.columns import COLUMNS, HEADERS
-from tests.helpers import Browser, soup
+from tests.helpers import Browser, QueryCounter, soup
 
 TODAY = date(2026, 11, 20)
 TERMS = "第1条 本規約は、サービスの利用条件を定める。".encode()
@@ -741,22 +740,6 @@ def test_the_navigation_shows_the_register_to_those_who_may_read_it(app, people)
 # ---------------------------------------------------------------------------------------------
 # Queries and the column definition
 # ---------------------------------------------------------------------------------------------
-
-
-class QueryCounter:
-    def __init__(self, app):
-        self.engine = engine_for(app)
-        self.count = 0
-
-    def __call__(self, *_args):
-        self.count += 1
-
-    def __enter__(self):
-        sa.event.listen(self.engine, "before_cursor_execute", self)
-        return self
-
-    def __exit__(self, *_exc):
-        sa.event.remove(self.engine, "before_cursor_execute", self)
 
 
 def many(db, make, org, people, start: int, stop: int) -> None:

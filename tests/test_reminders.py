@@ -30,8 +30,7 @@ from portal.reviews.models import (
     ReviewSchedule,
     VendorReport,
 )
-from tests.helpers import Browser, flashes, form_fields, link_in, outbox, soup
-from tests.test_register import QueryCounter
+from tests.helpers import Browser, QueryCounter, flashes, form_fields, link_in, outbox, soup
 
 DUE = date(2027, 3, 31)  # a Wednesday
 

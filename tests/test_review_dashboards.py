@@ -44,8 +44,7 @@ from portal.reviews.models import (
 )
 from portal.scoring import ismap
 from portal.web import JST
-from tests.helpers import Browser, soup
-from tests.test_register import QueryCounter
+from tests.helpers import Browser, QueryCounter, soup
 
 TODAY = date(2026, 11, 20)
 WINDOW_END = TODAY + timedelta(days=reports.EXPIRY_DAYS)

@@ -13,6 +13,7 @@ from portal.audit.models import AuditEvent
 from portal.reviews import calendar, schedules
 from portal.reviews.models import ReviewSchedule
 from portal.users.models import Role
+from tests.helpers import QueryCounter
 
 
 @pytest.mark.parametrize(
@@ -448,8 +449,6 @@ def subjects(db, make, org):
 def test_current_values_of_many_schedules_overlay_the_completed_confirmations_in_order(
     app, db, subjects
 ):
-    from tests.test_register import QueryCounter
-
     twice, bare, waiting, cloud = subjects
     expected = {
         twice.id: {
@@ -480,8 +479,6 @@ def test_current_values_of_many_schedules_overlay_the_completed_confirmations_in
 
 
 def test_expiries_of_many_schedules_are_those_of_each(app, db, subjects):
-    from tests.test_register import QueryCounter
-
     twice, bare, waiting, cloud = subjects
     db.expire_all()
     loaded = db.scalars(

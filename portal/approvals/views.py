@@ -26,7 +26,13 @@ from portal.approvals.forms import (
     StatusForm,
     TermsForm,
 )
-from portal.approvals.models import ACTIVE_STATES, ExternalService, UseApplication
+from portal.approvals.models import (
+    ACTIVE_STATES,
+    ExternalService,
+    ManagerAssignment,
+    TermsVersion,
+    UseApplication,
+)
 from portal.approvals.service import ApprovalError
 from portal.assessments.models import Assessment
 from portal.audit.models import AuditEvent
@@ -67,8 +73,18 @@ def _service_or_404(service_id: int) -> ExternalService:
     return service
 
 
-def _application_or_404(application_id: int) -> UseApplication:
-    application = get_session().get(UseApplication, application_id)
+# The detail page lists the managers and the terms versions with who did what (one query
+# each, however long the history).
+DETAIL = (
+    selectinload(UseApplication.managers).selectinload(ManagerAssignment.user),
+    selectinload(UseApplication.managers).selectinload(ManagerAssignment.appointed_by),
+    selectinload(UseApplication.terms_versions).selectinload(TermsVersion.recorded_by),
+    selectinload(UseApplication.terms_versions).selectinload(TermsVersion.confirmed_by),
+)
+
+
+def _application_or_404(application_id: int, options=()) -> UseApplication:
+    application = get_session().get(UseApplication, application_id, options=options)
     if application is None or not can_view_application(current_user, application):
         abort(404)
     return application
@@ -518,7 +534,7 @@ def _render_detail(application: UseApplication, decision_form: DecisionForm | No
 @bp.route("/applications/<int:application_id>")
 @require(Permission.REGISTER_VIEW)
 def detail(application_id: int):
-    return _render_detail(_application_or_404(application_id))
+    return _render_detail(_application_or_404(application_id, DETAIL))
 
 
 def _report(application: UseApplication) -> None:

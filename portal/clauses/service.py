@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from portal.assessments import store
 from portal.assessments.models import Assessment
@@ -319,12 +319,14 @@ def contract_of(session: Session, document: ClauseDocument | None) -> Contract |
 def contracts_for(
     session: Session, assessment_ids: list[int]
 ) -> dict[int, tuple[ClauseDocument, Contract | None]]:
-    """Per assessment that has a clause document: the document and its contract, if recorded."""
+    """Per assessment that has a clause document: the document and its contract, if recorded,
+    with the attached version (one query for the list)."""
     if not assessment_ids:
         return {}
     rows = session.execute(
         sa.select(ClauseDocument, Contract)
         .outerjoin(Contract, Contract.document_id == ClauseDocument.id)
+        .options(joinedload(Contract.attached_version))
         .where(ClauseDocument.assessment_id.in_(assessment_ids))
     )
     return {document.assessment_id: (document, contract) for document, contract in rows}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from portal.assessments import service as assessments
 from portal.assessments import store
@@ -41,11 +41,15 @@ class ReviewConflict(Exception):
         self.current = current
 
 
-def reviews_of(session: Session, assessment: Assessment) -> dict[str, AnswerReview]:
-    rows = session.scalars(
-        sa.select(AnswerReview).where(AnswerReview.assessment_id == assessment.id)
-    )
-    return {row.question_key: row for row in rows}
+def reviews_of(
+    session: Session, assessment: Assessment, *, authors: bool = False
+) -> dict[str, AnswerReview]:
+    """The reviews by question key; ``authors``: with who last saved each (one query more,
+    however many reviewers)."""
+    query = sa.select(AnswerReview).where(AnswerReview.assessment_id == assessment.id)
+    if authors:
+        query = query.options(selectinload(AnswerReview.updated_by))
+    return {row.question_key: row for row in session.scalars(query)}
 
 
 def vendor_comments(session: Session, assessment: Assessment) -> dict[str, str]:

@@ -37,11 +37,11 @@ def _scored(assessment_id: int) -> Assessment:
 class Review:
     """What every review page shows: the sheet, the live score card and both progress figures."""
 
-    def __init__(self, assessment: Assessment):
+    def __init__(self, assessment: Assessment, *, authors: bool = False):
         db = get_session()
         self.assessment = assessment
         self.sheet = Sheet(assessment)
-        self.reviews = service.reviews_of(db, assessment)
+        self.reviews = service.reviews_of(db, assessment, authors=authors)
         self.card = service.card_for(
             db,
             assessment,
@@ -78,7 +78,7 @@ def overview(assessment_id: int):
 @bp.route("/<int:assessment_id>/review/<section_key>")
 @require(Permission.ENGAGEMENTS_VIEW)
 def section(assessment_id: int, section_key: str):
-    review = Review(_scored(assessment_id))
+    review = Review(_scored(assessment_id), authors=True)  # each answer shows who saved it
     current, questions = review.sheet.section(section_key)
     return render_template(
         "evaluations/section.html",

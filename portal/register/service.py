@@ -350,20 +350,8 @@ def rows(
     if limit is not None:
         query = query.limit(limit).offset(offset)
     applications = list(session.scalars(query).unique())
+    # The contracts come with their attached versions (one query).
     contracts = contracts_for(session, [a.assessment_id for a in applications if a.assessment_id])
-    version_ids = [
-        c.attached_version_id for _d, c in contracts.values() if c and c.attached_version_id
-    ]
-    versions = (
-        {
-            v.id: v
-            for v in session.scalars(
-                sa.select(ClauseVersion).where(ClauseVersion.id.in_(version_ids))
-            )
-        }
-        if version_ids
-        else {}
-    )
     states = states_for(session, applications, today)
     found = []
     for a in applications:
@@ -373,7 +361,7 @@ def rows(
                 application=a,
                 document=document,
                 contract=contract,
-                attached_version=versions.get(contract.attached_version_id) if contract else None,
+                attached_version=contract.attached_version if contract else None,
                 lifecycle=states.get(a.id),
                 today=today,
             )
