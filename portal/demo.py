@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -27,6 +28,7 @@ from portal.orgs import service as orgs
 from portal.orgs.models import Organisation
 from portal.permissions import STAFF_ROLES, Role
 from portal.reviews import demo as reviews_demo
+from portal.seeding import large
 from portal.users.models import User
 from portal.vendors.corporate_number import with_check_digit
 from portal.vendors.models import OrganisationVendor, VendorCompany
@@ -241,8 +243,15 @@ def _describe(user: User, password: str | None, spec: DemoAccount) -> dict:
     "--password", default=None, help="すべてのデモアカウントに設定するパスワード（12文字以上）"
 )
 @click.option("--json", "as_json", is_flag=True, help="アカウントを1行1件のJSONで出力する")
+@click.option(
+    "--size",
+    type=click.Choice(["small", "large"]),
+    default="small",
+    show_default=True,
+    help="large: 大規模デモ市（事業者5,000社・評価2万件・回答200万件）も登録する",
+)
 @with_appcontext
-def seed_demo(password: str | None, as_json: bool) -> None:
+def seed_demo(password: str | None, as_json: bool, size: str) -> None:
     # Never in production: demo accounts with known passwords must not exist there.
     if current_app.config["PORTAL_ENV"] == "production":
         raise click.ClickException(
@@ -252,6 +261,7 @@ def seed_demo(password: str | None, as_json: bool) -> None:
         raise click.BadParameter(
             f"{passwords.MIN_LENGTH}文字以上にしてください。", param_hint="--password"
         )
+    started = time.perf_counter()
     generated = password or secrets.token_urlsafe(12)
     created: set[str] = set()
     with writing() as session:
@@ -286,9 +296,18 @@ def seed_demo(password: str | None, as_json: bool) -> None:
         rows.append(_describe(user, known_password(user), spec))
     shown = {row["password"] for row in rows if row["password"]}
     shown_password = shown.pop() if len(shown) == 1 else None
+    summary: list[str] = []
+    if size == "large":
+        large_started = time.perf_counter()
+        with writing() as session:
+            result = large.seed_large(session, password=generated)
+        finished = time.perf_counter()
+        summary = large.report(result, generated, finished - large_started, finished - started)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
+        for line in summary:
+            click.echo(line, err=True)
         return
     click.echo(
         "デモデータを登録しました。"
@@ -305,6 +324,8 @@ def seed_demo(password: str | None, as_json: bool) -> None:
         roles = ",".join(row["roles"])
         extra = f"  TOTPキー: {row['totp_secret']}" if row["totp_secret"] else ""
         click.echo(f"  {row['email']:<40} {roles:<24} {who}（{row['state']}）{extra}")
+    for line in summary:
+        click.echo(line)
 
 
 @click.command("demo-code", help="デモアカウントの現在の二要素認証コードを表示する（開発用）")
