@@ -25,7 +25,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	if ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
 		rm -rf $(VENV); \
-		$(PYTHON) -m venv $(VENV); \
+		$(PYTHON) -m venv --upgrade-deps $(VENV); \
 	fi
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' $(PIP_CONSTRAIN)
 	touch $@
