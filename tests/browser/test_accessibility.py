@@ -83,6 +83,7 @@ PAGES = [
     Target("decision", STAFF_CITIZENS, "/assessments/{reviewed}/decision"),
     Target("assessment-report", STAFF, "/assessments/{decided}/report"),
     Target("clauses", STAFF, "/assessments/{decided}/clauses"),
+    Target("clauses-preview", STAFF, "/assessments/{decided}/clauses/preview"),
     # Cloud use: applications, the register, the 外部サービス管理者.
     Target("service-list", STAFF, "/services"),
     Target("application-list", APPROVER, "/applications"),
