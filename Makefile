@@ -14,6 +14,8 @@ PIP_CONSTRAIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 PORT          ?= 8000
 DEMO_PASSWORD ?= demo-パスワード-2026
 PYTEST_ARGS   ?=
+BENCH_DIR     ?= instance/bench
+BENCH_ARGS    ?=
 
 .PHONY: venv system run test bench lint clean
 
@@ -43,9 +45,15 @@ test: system $(STAMP)
 	$(BIN)/bandit -q -r portal -x portal/migrations --severity-level medium
 	PORTAL_ENV=testing $(BIN)/pytest -q $(PYTEST_ARGS)
 
-# Times the 特記事項 PDF: the portal's path against WeasyPrint alone (prints only; see the module).
+# Times the 特記事項 PDF: the portal's path against WeasyPrint alone (prints only; see the module);
+# then the load benchmark: the large dataset (seeded once into $(BENCH_DIR), reused while current)
+# under gunicorn with 16 clients, the CSV export, and a table of both (tests/benchmarks/load.py;
+# figures also in test-artifacts/bench.json).  E.g. BENCH_ARGS="--seconds 20" for longer windows.
 bench: system $(STAMP)
-	PORTAL_ENV=testing $(BIN)/python -m tests.benchmarks.clauses_pdf
+	mkdir -p $(BENCH_DIR)
+	PORTAL_ENV=testing $(BIN)/python -m tests.benchmarks.clauses_pdf | tee $(BENCH_DIR)/clauses_pdf.txt
+	$(BIN)/python -m tests.benchmarks.load --dir $(BENCH_DIR) --password "$(DEMO_PASSWORD)" \
+		--pdf-report $(BENCH_DIR)/clauses_pdf.txt $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -379,13 +379,13 @@ def expiries_many(session: Session, schedules: Sequence[ReviewSchedule]) -> dict
     found: dict[int, list[Expiry]] = {}
     for schedule in schedules:
         if schedule.application_id is not None:
-            found[schedule.id] = _service_expiries(schedule.application.service)
+            found[schedule.id] = service_expiries(schedule.application.service)
         else:
             found[schedule.id] = expiries_from_answers(answers[schedule.id])
     return found
 
 
-def _service_expiries(service) -> list[Expiry]:
+def service_expiries(service) -> list[Expiry]:
     found = []
     for label, until in service.expiries():
         kind = "ismap_expiry" if label.startswith("ISMAP") else "certificate_expiry"
@@ -489,7 +489,14 @@ def current_values_many(
     one an application was made on), overlaid in order (第1回, 第2回 …; section by section)
     by the sections every completed confirmation changed. ``keys_prefix`` ("certifications.")
     keeps only the answers whose key starts with it. Every schedule has an entry."""
-    found: dict[int, dict[str, Any]] = {s.id: {} for s in schedules}
+    return current_values_by_id(session, [s.id for s in schedules], keys_prefix)
+
+
+def current_values_by_id(
+    session: Session, schedule_ids: Sequence[int], keys_prefix: str | None = None
+) -> dict[int, dict[str, Any]]:
+    """``current_values_many`` for schedules known by their ids (nothing else is loaded)."""
+    found: dict[int, dict[str, Any]] = {schedule_id: {} for schedule_id in schedule_ids}
     ids = list(found)
     for start in range(0, len(ids), IN_BATCH):
         batch = ids[start : start + IN_BATCH]
