@@ -12,6 +12,7 @@ per business action)."""
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -230,9 +231,15 @@ def facts_from_answers(answers: dict[str, Any], default_name: str) -> ServiceInp
     )
 
 
+def _one_line(text: str) -> bool:
+    """No line breaks, control or format characters; spaces of any width are fine (a Japanese
+    name often holds a full-width space, which ``str.isprintable`` refuses)."""
+    return all(ch.isprintable() or unicodedata.category(ch) == "Zs" for ch in text)
+
+
 def _validate_service(data: ServiceInput) -> None:
     _text(data.name, "サービス名", required=True, limit=200)
-    if not data.name.strip().isprintable():
+    if not _one_line(data.name.strip()):
         raise ApprovalError("サービス名に改行や制御文字は使えません。")
     if data.ismap_kind not in ("none", "ismap", "ismap_liu"):
         raise ApprovalError("ISMAPの登録区分を選んでください。")
@@ -360,7 +367,7 @@ def add_plan(
     ):
         raise ApprovalError("この外部サービスを編集する権限がありません。")
     name = _text(name, "プラン・エディションの名称", required=True, limit=100)
-    if not name.isprintable():
+    if not _one_line(name):
         raise ApprovalError("プラン・エディションの名称に改行や制御文字は使えません。")
     if any(p.name == name for p in service.plans):
         raise ApprovalError("同じ名称のプラン・エディションが既にあります。")

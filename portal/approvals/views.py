@@ -40,6 +40,7 @@ from portal.audit.views import ACTION_LABELS
 from portal.clauses.service import contracts_for
 from portal.db import get_session
 from portal.engagements.models import Engagement
+from portal.evidence.names import normalise_name
 from portal.lifecycle import retirement
 from portal.lifecycle import service as lifecycle
 from portal.lifecycle.forms import RetireCompleteForm, RetireOverrideForm
@@ -333,7 +334,9 @@ def _terms_input(form) -> approvals.TermsInput:
     content, source = b"", ""
     if upload is not None and getattr(upload, "filename", ""):
         content = upload.read()
-        source = "".join(c for c in upload.filename if c.isprintable())[:300] or "添付ファイル"
+        # Only the hash is kept; the name is cleaned like any uploaded file's (last path
+        # component, no control or bidi characters).
+        source = normalise_name(upload.filename)
     elif form.terms_text.data and form.terms_text.data.strip():
         content, source = form.terms_text.data.strip().encode("utf-8"), "貼り付け"
     return approvals.TermsInput(

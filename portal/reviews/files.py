@@ -99,7 +99,10 @@ def store_file(
         raise FileError(f"添付できるファイルは{MAX_FILES_PER_OWNER}件までです。")
     original_name = normalise_name(upload.filename)
     evidence_dir = Path(evidence_dir)
-    temporary, size, sha256 = storage.receive(upload.stream, evidence_dir, max_bytes)
+    try:  # an empty or oversized file is refused like any other bad file, never a 500
+        temporary, size, sha256 = storage.receive(upload.stream, evidence_dir, max_bytes)
+    except EvidenceError as exc:
+        raise FileError(str(exc)) from exc
     try:
         kind = identify(temporary, original_name)
         stored_name = secrets.token_hex(32)
