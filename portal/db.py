@@ -4,12 +4,18 @@ SQLite gets WAL, foreign keys and a busy timeout on every connection. Transactio
 that change state (POST …) and of CLI commands start with ``BEGIN IMMEDIATE`` on SQLite, so a
 read snapshot never has to be upgraded to a write lock (which SQLite refuses under concurrency).
 PostgreSQL needs none of this and runs the same code unchanged.
+
+A view marked ``@defer_write`` (the autosave call) is the one exception to "a POST writes from
+its first query": its request reads in a plain ``BEGIN`` transaction, ends it, and only then
+opens the write transaction with ``write_phase`` — so the single SQLite writer lock is held for
+the write alone, never for the reading and validating before it, and still no snapshot is ever
+upgraded. Such a view must re-check in the write phase whatever it decided while reading.
 """
 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -71,6 +77,40 @@ def set_write_intent(value: bool) -> contextvars.Token:
 
 def reset_write_intent(token: contextvars.Token) -> None:
     _write_intent.reset(token)
+
+
+def defer_write(view: Callable) -> Callable:
+    """Mark a state-changing view that reads first and writes only inside ``write_phase``."""
+    view.defers_write = True  # type: ignore[attr-defined]
+    return view
+
+
+def defers_write(view: Callable | None) -> bool:
+    return bool(getattr(view, "defers_write", False))
+
+
+@contextmanager
+def write_phase(session: Session) -> Iterator[Session]:
+    """End the session's read transaction, then run the block in a write transaction
+    (``BEGIN IMMEDIATE`` on SQLite): committed when the block ends, rolled back on an exception.
+
+    The read transaction wrote nothing, so ending it (a commit) only releases its snapshot; a
+    snapshot is never upgraded to the write lock. Loaded objects keep what the read phase saw:
+    the block must read again under the lock (``populate_existing``, or plain column queries)
+    everything it re-checks, since a concurrent change may have come in between.
+    """
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("the read phase changed objects; it must not write")
+    session.commit()
+    token = set_write_intent(True)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        reset_write_intent(token)
 
 
 def make_engine(url: str) -> sa.Engine:

@@ -23,7 +23,7 @@ from flask_login import current_user, logout_user
 from werkzeug.routing import IntegerConverter
 
 from portal.audit.service import AuditContext, audit_context
-from portal.db import reset_write_intent, set_write_intent, utcnow
+from portal.db import defers_write, reset_write_intent, set_write_intent, utcnow
 from portal.permissions import ROLE_LABELS, Role, can
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -97,6 +97,23 @@ def parse_id(raw: str | None, minimum: int = 1) -> int | None:
     return value if minimum <= value <= MAX_ID else None
 
 
+MAX_PAGE = 100_000
+
+
+def page_number(raw: str | None) -> int:
+    """``?page=`` read like an id: anything that is not a page number (text, 0, beyond
+    MAX_PAGE) is the first page."""
+    number = parse_id(raw)
+    return number if number is not None and number <= MAX_PAGE else 1
+
+
+def page_of(raw: str | None, total: int, page_size: int) -> tuple[int, int]:
+    """(page, pages) of ``?page=`` for a list of ``total`` rows shown ``page_size`` at a time;
+    a page past the end is the last one."""
+    pages = max((total + page_size - 1) // page_size, 1)
+    return min(page_number(raw), pages), pages
+
+
 class IdConverter(IntegerConverter):
     """``<int:…>`` in every route: 1 … 2³¹−1, so an absurd id is a plain 404 on every database
     (SQLite and PostgreSQL both fail on integers beyond their column type)."""
@@ -155,7 +172,10 @@ def _start_request() -> None:
     g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     g.context_tokens = (
         audit_context.set(AuditContext(ip=request.remote_addr or "", request_id=g.request_id)),
-        set_write_intent(request.method not in SAFE_METHODS),
+        set_write_intent(
+            request.method not in SAFE_METHODS
+            and not defers_write(current_app.view_functions.get(request.endpoint or ""))
+        ),
     )
 
 

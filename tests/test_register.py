@@ -537,6 +537,39 @@ def test_pagination(app, entries, people, monkeypatch):
     assert "next" not in links  # internet: 3 entries, 2 pages
 
 
+@pytest.mark.parametrize(
+    "args", [{"status": "all"}, {"keyword": "クラウド提供", "status": "all"}, {"ismap": "expired"}]
+)
+def test_a_page_is_the_same_slice_of_the_register_as_the_whole_list(db, entries, people, args):
+    # The list takes a page's ids first and loads only those; the exports load everything in
+    # one query. Both must give the same entries in the same order, and the counts must agree.
+    approver = people["approver"]
+    filters = register.RegisterFilter.parse(args)
+    whole = [r.application.id for r in register.rows(db, approver.organisation_id, filters, TODAY)]
+    whole_as_viewer = [
+        r.application.id
+        for r in register.rows(db, approver.organisation_id, filters, TODAY, approver)
+    ]
+    assert whole_as_viewer  # every case finds something
+    paged = [
+        r.application.id
+        for offset in range(0, len(whole_as_viewer) + 2, 2)
+        for r in register.rows(
+            db, approver.organisation_id, filters, TODAY, approver, limit=2, offset=offset
+        )
+    ]
+    assert paged == whole_as_viewer
+    assert set(whole) <= set(whole_as_viewer)
+    counts = register.count(db, approver.organisation_id, filters, TODAY, approver)
+    assert counts["total"] == len(whole_as_viewer)
+    expired = sum(
+        1
+        for r in register.rows(db, approver.organisation_id, filters, TODAY, approver)
+        if r.certificate_expired
+    )
+    assert counts["certificate_expired"] == expired
+
+
 # ---------------------------------------------------------------------------------------------
 # Exports
 # ---------------------------------------------------------------------------------------------

@@ -282,6 +282,16 @@ class UseApplication(TimestampMixin, Base):
         ),
         # 約款型 services never hold 機密性2以上 information (対策基準 9.3(1)).
         sa.CheckConstraint("category <> '9.3' OR max_confidentiality = 1", name="terms_only_c1"),
+        # The register (``portal/register/service.py``): a page's ids and the counts by status
+        # are read from this index alone (the filters it holds, the service to sort by name).
+        sa.Index(
+            "ix_use_application_register",
+            "organisation_id",
+            "status",
+            "next_review_on",
+            "service_id",
+            "department_id",
+        ),
     )
 
     @property

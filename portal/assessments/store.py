@@ -29,15 +29,29 @@ def answers(session: Session, assessment: Assessment) -> dict[str, Answer]:
     return {row.question_key: row for row in rows}
 
 
+_LOOK_UP = object()
+
+
 def save(
-    session: Session, assessment: Assessment, question_key: str, value: Any, actor: User
+    session: Session,
+    assessment: Assessment,
+    question_key: str,
+    value: Any,
+    actor: User,
+    current: Answer | None | object = _LOOK_UP,
 ) -> bool:
-    """Store ``value`` (already validated; None clears it). Returns False when nothing changed."""
-    answer = session.scalar(
-        sa.select(Answer).where(
-            Answer.assessment_id == assessment.id, Answer.question_key == question_key
+    """Store ``value`` (already validated; None clears it). Returns False when nothing changed.
+
+    ``current``: the answer row (or None: there is none) when the caller has just read it in
+    this transaction; otherwise it is looked up."""
+    if current is _LOOK_UP:
+        answer = session.scalar(
+            sa.select(Answer).where(
+                Answer.assessment_id == assessment.id, Answer.question_key == question_key
+            )
         )
-    )
+    else:
+        answer = current  # type: ignore[assignment]
     encoded = _dump(value)
     if answer is not None and answer.value == encoded:
         return False

@@ -20,15 +20,17 @@ from flask import (
 from flask_login import current_user
 
 from portal.assessments import answers as answer_rules
+from portal.assessments import autosave as autosave_checks
 from portal.assessments import service, store
-from portal.assessments.models import Assessment
+from portal.assessments.models import Answer, Assessment
 from portal.audit import service as audit
-from portal.db import get_session
+from portal.db import defer_write, get_session, write_phase
 from portal.evaluations import service as evaluations
 from portal.evidence.service import files_by_question
 from portal.mail import service as mail
 from portal.permissions import (
     Permission,
+    can,
     can_answer,
     can_edit_engagement,
     can_view_engagement,
@@ -230,51 +232,101 @@ def editable_keys(db, assessment: Assessment) -> set[str] | None:
         return None
     if assessment.status != "returned":
         return set()
-    editable = {key for key, a in store.answers(db, assessment).items() if a.returned}
     questionnaire = loader.get(assessment.questionnaire_key, assessment.questionnaire_version)
-    for question in questionnaire.questions:  # conditions refer to earlier questions only
-        if question.when and any(key in editable for key, _values in question.when.answers):
-            editable.add(question.key)
-    return editable
+    return autosave_checks.returned_editable(db, assessment, questionnaire)
 
 
 @bp.route("/<int:assessment_id>/autosave", methods=["POST"])
+@defer_write
 @require(Permission.ASSESSMENTS_ANSWER)
 def autosave(assessment_id: int):
-    """One question's fields, posted by the page's script as the vendor types (JSON reply)."""
-    assessment = _for_vendor(assessment_id)
-    if not assessment.editable_by_vendor:
-        return jsonify({"status": "error", "message": "提出済みのため変更できません。"}), 409
-    key = request.form.get("question", "")
-    sheet = Sheet(assessment)
-    question = next((q for q in sheet.questions if q.key == key), None)
+    """One question's fields, posted by the page's script as the vendor types (JSON reply).
+
+    Reads and validates in a read transaction; only the save runs in a write transaction
+    (``write_phase``: on SQLite the writer lock is taken there, not at the request's first
+    query). Under the lock, from rows read again there, it decides once more everything the
+    read phase decided — the vendor's access, the assessment still open for answers, the
+    question shown and editable, the answer still at the revision the page showed — so a change
+    made in between is never overwritten: the save is refused as it would have been had it
+    come after that change."""
     db = get_session()
-    editable = editable_keys(db, assessment)
-    if (
-        question is None
-        or question.type == "evidence"
-        or (editable is not None and key not in editable)
+    assessment = _for_vendor(assessment_id)
+    key = request.form.get("question", "")
+    refusal, _value, _snap = _autosave_decide(db, assessment, key)
+    if refusal:
+        return refusal
+    user = current_user._get_current_object()
+    with write_phase(db):  # the read transaction ends here; what is re-checked is read again
+        assessment = autosave_checks.locked_assessment(db, assessment_id)
+        account = autosave_checks.account_now(
+            db, user.id, assessment.organisation_id if assessment else 0
+        )
+        if (
+            assessment is None
+            or account is None
+            or account.session_version != user.session_version
+            or not can(account, Permission.ASSESSMENTS_ANSWER)
+            or not can_answer(account, assessment)
+        ):
+            abort(404)
+        refusal, value, snap = _autosave_decide(db, assessment, key)
+        if refusal:
+            return refusal
+        row = snap.rows.get(key)
+        if store.save(db, assessment, key, value, user, current=row):
+            row = (
+                snap.rows.get(key)
+                or db.scalars(
+                    sa.select(Answer).where(
+                        Answer.assessment_id == assessment.id, Answer.question_key == key
+                    )
+                ).one()
+            )
+            audit.record(
+                db,
+                "assessment.saved",
+                actor=user,
+                obj=assessment,
+                organisation_id=assessment.organisation_id,
+                details={"question": key, "autosave": True},
+            )
+        revision = row.revision if row is not None else 0
+    return jsonify({"status": "saved", "message": "自動保存しました。", "revision": revision})
+
+
+def _autosave_decide(db, assessment: Assessment, key: str):
+    """(the refusal — a JSON reply — or None, the value to save, the rows read).
+
+    Run in both phases, on what each has read: the same questions, in the same order, as a
+    whole ``Sheet`` would answer them, from only the rows this one question needs."""
+    if not assessment.editable_by_vendor:
+        return _reply("error", "提出済みのため変更できません。", 409)
+    questionnaire = loader.get(assessment.questionnaire_key, assessment.questionnaire_version)
+    question = questionnaire.question(key)
+    if question is None or question.type == "evidence":
+        return _reply("error", "この設問には回答できません。", 400)
+    snap = autosave_checks.snapshot(
+        db, assessment, autosave_checks.relevant_keys(questionnaire, key)
+    )
+    if not autosave_checks.is_visible(
+        questionnaire, assessment.engagement.facts, snap.values, key
+    ) or (
+        assessment.status == "returned"
+        and key not in autosave_checks.returned_editable(db, assessment, questionnaire)
     ):
-        return jsonify({"status": "error", "message": "この設問には回答できません。"}), 400
+        return _reply("error", "この設問には回答できません。", 400)
     try:
         value = answer_rules.validate(question, answer_rules.from_form(question, request.form))
     except answer_rules.AnswerInvalid as exc:
-        return jsonify({"status": "invalid", "message": str(exc)}), 422
-    if is_stale(sheet, key, value, request.form):
-        return jsonify({"status": "conflict", "message": STALE}), 409
-    if store.save(db, assessment, key, value, current_user):
-        audit.record(
-            db,
-            "assessment.saved",
-            actor=current_user,
-            obj=assessment,
-            organisation_id=assessment.organisation_id,
-            details={"question": key, "autosave": True},
-        )
-    db.commit()
-    row = store.answers(db, assessment).get(key)
-    revision = row.revision if row is not None else 0
-    return jsonify({"status": "saved", "message": "自動保存しました。", "revision": revision})
+        return _reply("invalid", str(exc), 422)
+    if autosave_checks.is_stale(snap, key, value, request.form):
+        return _reply("conflict", STALE, 409)
+    return None, value, snap
+
+
+def _reply(status: str, message: str, code: int):
+    """A refusal as the decision returns it: (JSON reply, nothing to save, no rows)."""
+    return (jsonify({"status": status, "message": message}), code), None, None
 
 
 @bp.route("/<int:assessment_id>/submit", methods=["GET", "POST"])

@@ -55,6 +55,9 @@ class Engagement(TimestampMixin, Base):
             name="period",
         ),
         sa.CheckConstraint("contract_amount IS NULL OR contract_amount >= 0", name="amount"),
+        # The 案件 list: newest first within a department or the organisation.
+        sa.Index("ix_engagement_department_created", "department_id", "created_at", "id"),
+        sa.Index("ix_engagement_organisation_created", "organisation_id", "created_at", "id"),
     )
 
     @property

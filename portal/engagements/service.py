@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, load_only
 
 from portal.assessments.models import Assessment
 from portal.audit import service as audit
 from portal.engagements.models import Engagement, track_for
 from portal.errors import ConflictError
+from portal.orgs.models import Department
 from portal.permissions import ORGANISATION_WIDE_READERS, Role, can_edit_engagement
+from portal.questionnaires.schema import TRACKS
 from portal.users.models import User
+from portal.web import parse_id
 
 FIELDS = (
     "kind",
@@ -33,6 +37,18 @@ FIELDS = (
     "network_segment",
 )
 
+# The list: rows per page, and the columns a row shows (the track comes from kind and
+# confidentiality, the department's name from its own table).
+PAGE_SIZE = 50
+LISTED_COLUMNS = (
+    Engagement.id,
+    Engagement.department_id,
+    Engagement.kind,
+    Engagement.title,
+    Engagement.confidentiality,
+    Engagement.period_start,
+    Engagement.period_end,
+)
 
 # What decides which questions apply: frozen once a vendor has handed in answers.
 CLASSIFICATION = {
@@ -163,26 +179,112 @@ def _plain(value):
     return value.isoformat() if isinstance(value, date) else value
 
 
-def visible_to(
-    session: Session,
-    actor: User,
-    *,
-    department_id: int | None = None,
-    track: str | None = None,
-    text: str | None = None,
-) -> list[Engagement]:
-    """Engagements the actor may see: the whole organisation for organisation-wide readers,
-    their own departments' for staff."""
-    query = sa.select(Engagement).where(Engagement.organisation_id == actor.organisation_id)
+def track_condition(track: str) -> sa.ColumnElement[bool]:
+    """``Engagement.track == track`` in SQL: the same rule as ``models.track_for``."""
+    outsourcing = Engagement.kind == "outsourcing"
+    if track == "9.1":
+        return outsourcing
+    if track == "9.2":
+        return sa.and_(sa.not_(outsourcing), Engagement.confidentiality >= 2)
+    return sa.and_(sa.not_(outsourcing), Engagement.confidentiality < 2)
+
+
+@dataclass(frozen=True)
+class EngagementFilter:
+    """The list's filter as the query string gives it; anything the list does not offer (an
+    unknown track, a department the reader cannot choose) filters nothing."""
+
+    track: str | None = None
+    text: str | None = None
+    department_id: int | None = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str], departments: Mapping[int, str]) -> EngagementFilter:
+        track = args.get("track")
+        department_id = parse_id(args.get("department_id"))
+        return cls(
+            track=track if track in TRACKS else None,
+            text=(args.get("q") or "").strip()[:100] or None,
+            department_id=department_id if department_id in departments else None,
+        )
+
+    def as_args(self) -> dict[str, str]:
+        """The filter as query-string arguments (page links keep it)."""
+        args = {"q": self.text, "track": self.track, "department_id": self.department_id}
+        return {key: str(value) for key, value in args.items() if value}
+
+
+@dataclass(frozen=True)
+class EngagementPage:
+    """One page of the list: its rows, the total it is taken from and where it sits."""
+
+    rows: list[Engagement]
+    total: int
+    page: int
+    pages: int
+
+    @property
+    def first(self) -> int:
+        """The position of the first row shown (0 when there is none)."""
+        return (self.page - 1) * PAGE_SIZE + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return (self.page - 1) * PAGE_SIZE + len(self.rows)
+
+
+def department_choices(session: Session, actor: User) -> dict[int, str]:
+    """id → name of the departments the reader can narrow the list to: the organisation's for
+    organisation-wide readers, their own for staff."""
+    if actor.role_set & ORGANISATION_WIDE_READERS:
+        return dict(
+            session.execute(
+                sa.select(Department.id, Department.name)
+                .where(Department.organisation_id == actor.organisation_id)
+                .order_by(Department.name, Department.id)
+            ).all()
+        )
+    return {d.id: d.name for d in sorted(actor.departments, key=lambda d: (d.name, d.id))}
+
+
+def _visible(actor: User, filters: EngagementFilter) -> list[sa.ColumnElement[bool]]:
+    """The conditions of the engagements the actor may see (the whole organisation for
+    organisation-wide readers, their own departments' for staff), narrowed by the filter."""
+    conditions = [Engagement.organisation_id == actor.organisation_id]
     if not actor.role_set & ORGANISATION_WIDE_READERS:
-        query = query.where(Engagement.department_id.in_([d.id for d in actor.departments]))
-    if department_id:
-        query = query.where(Engagement.department_id == department_id)
-    if text:
-        query = query.where(Engagement.title.contains(text, autoescape=True))
-    engagements = list(
-        session.scalars(query.order_by(Engagement.created_at.desc(), Engagement.id.desc()))
-    )
-    if track:
-        engagements = [e for e in engagements if e.track == track]
-    return engagements
+        conditions.append(Engagement.department_id.in_([d.id for d in actor.departments]))
+    if filters.department_id:
+        conditions.append(Engagement.department_id == filters.department_id)
+    if filters.track:
+        conditions.append(track_condition(filters.track))
+    if filters.text:
+        conditions.append(Engagement.title.contains(filters.text, autoescape=True))
+    return conditions
+
+
+def visible_page(
+    session: Session, actor: User, filters: EngagementFilter, page: int = 1
+) -> EngagementPage:
+    """The ``page``-th page (``PAGE_SIZE`` rows, newest first) of the engagements the actor may
+    see; a page past the end gives the last one. Two statements: the count, then the rows with
+    the columns the list shows and their department's name."""
+    conditions = _visible(actor, filters)
+    total = session.scalar(sa.select(sa.func.count(Engagement.id)).where(*conditions)) or 0
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(max(page, 1), pages)
+    rows = []
+    if total:
+        rows = list(
+            session.scalars(
+                sa.select(Engagement)
+                .where(*conditions)
+                .options(
+                    load_only(*LISTED_COLUMNS),
+                    joinedload(Engagement.department, innerjoin=True).load_only(Department.name),
+                )
+                .order_by(Engagement.created_at.desc(), Engagement.id.desc())
+                .limit(PAGE_SIZE)
+                .offset((page - 1) * PAGE_SIZE)
+            )
+        )
+    return EngagementPage(rows=rows, total=total, page=page, pages=pages)

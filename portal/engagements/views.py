@@ -25,6 +25,7 @@ from portal.questionnaires.schema import TRACKS
 from portal.reviews import schedules
 from portal.users import service as users
 from portal.vendors import service as vendors
+from portal.web import page_number
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements", template_folder="templates")
 
@@ -60,11 +61,22 @@ def _input(form: EngagementForm) -> engagements.EngagementInput:
 @bp.route("/")
 @require(Permission.ENGAGEMENTS_VIEW)
 def index():
-    track = request.args.get("track") if request.args.get("track") in TRACKS else None
-    text = (request.args.get("q") or "").strip()[:100] or None
-    rows = engagements.visible_to(get_session(), current_user, track=track, text=text)
+    db = get_session()
+    departments = engagements.department_choices(db, current_user)
+    filters = engagements.EngagementFilter.parse(request.args, departments)
+    # The page number as the register reads it: not a positive number → the first page, past
+    # the end → the last.
+    listed = engagements.visible_page(
+        db, current_user, filters, page_number(request.args.get("page"))
+    )
     return render_template(
-        "engagements/index.html", engagements=rows, tracks=TRACKS, track=track, text=text or ""
+        "engagements/index.html",
+        listed=listed,
+        tracks=TRACKS,
+        departments=departments,
+        filters=filters,
+        args=filters.as_args(),
+        page_size=engagements.PAGE_SIZE,
     )
 
 

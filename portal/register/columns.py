@@ -113,10 +113,6 @@ def _subcontractors(row: RegisterRow) -> str:
     return _lines(line(sub) for sub in row.service.rows("subcontractors"))
 
 
-def _manager(row: RegisterRow):
-    return row.application.current_manager
-
-
 def _manager_history(row: RegisterRow) -> str:
     return _lines(
         f"{m.user.name}（{format_date(m.appointed_on)}〜{format_date(m.ended_on)}）"
@@ -245,17 +241,17 @@ COLUMNS: tuple[Column, ...] = (
         lambda r: r.application.exit_override_reason,
         30,
     ),
-    Column("manager", "外部サービス管理者", lambda r: _manager(r) and _manager(r).user.name, 14),
+    Column("manager", "外部サービス管理者", lambda r: r.manager and r.manager.user.name, 14),
     Column(
         "manager_department",
         "外部サービス管理者の所属",
-        lambda r: _manager(r) and "、".join(d.name for d in _manager(r).user.departments),
+        lambda r: r.manager and "、".join(d.name for d in r.manager.user.departments),
         16,
     ),
     Column(
         "manager_since",
         "外部サービス管理者の指定日",
-        lambda r: _manager(r) and _manager(r).appointed_on,
+        lambda r: r.manager and r.manager.appointed_on,
         12,
     ),
     Column("handovers", "外部サービス管理者の引継ぎ回数", _handovers, 10),

@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from copy import copy
 from datetime import date
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 
 from portal.register.columns import COLUMNS, Column, Value
@@ -84,15 +86,27 @@ def to_xlsx(
                 value = _xlsx_text(value)
             values.append(value)
         sheet.append(values)
+    # Setting a style looks it up in the workbook's style list (slow for 300,000 cells): each
+    # kind of cell is styled once, and the others of that kind take a copy of its style ids.
+    styles: dict[str, StyleArray] = {}
     for line in sheet.iter_rows(min_row=2):
         for cell in line:
-            cell.alignment = WRAP
-            if isinstance(cell.value, str):
+            value = cell.value
+            if isinstance(value, str):
                 cell.data_type = "s"  # never a formula
-                if cell.value.startswith(FORMULA_STARTS):
-                    cell.quotePrefix = True
-            elif isinstance(cell.value, date):
+                kind = "quoted" if value.startswith(FORMULA_STARTS) else "text"
+            else:
+                kind = "date" if isinstance(value, date) else "other"
+            style = styles.get(kind)
+            if style is not None:
+                cell._style = copy(style)
+                continue
+            cell.alignment = WRAP
+            if kind == "quoted":
+                cell.quotePrefix = True
+            elif kind == "date":
                 cell.number_format = "yyyy/mm/dd"
+            styles[kind] = cell._style
     for index, column in enumerate(columns, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = column.width
     sheet.freeze_panes = "C2"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import date, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
+from sqlalchemy.orm import Session, contains_eager, defer, joinedload, selectinload
 
 from portal.approvals.models import (
     CLASSIFICATION_LABELS,
@@ -35,6 +35,7 @@ from portal.permissions import ORGANISATION_WIDE_READERS
 from portal.questionnaires.schema import SEGMENTS
 from portal.register.columns import COLUMNS, Column
 from portal.scoring import ismap
+from portal.scoring.ismap import IsmapStatus
 from portal.users.models import User
 from portal.vendors.models import VendorCompany
 from portal.web import parse_id
@@ -54,6 +55,7 @@ __all__ = [
     "STATUS_FILTERS",
     "count",
     "departments_of",
+    "page_ids",
     "register_query",
     "rows",
 ]
@@ -224,8 +226,59 @@ def _conditions(
     return found
 
 
-def _joined(query: sa.Select) -> sa.Select:
-    return query.join(UseApplication.service).join(ExternalService.vendor_company)
+def _needs_service(filters: RegisterFilter) -> bool:
+    return bool(filters.ismap or filters.expiring_certificates or filters.keyword)
+
+
+def _joined(query: sa.Select, filters: RegisterFilter) -> sa.Select:
+    """``query`` joined to the service (and to its provider when the keyword looks there)."""
+    query = query.join(UseApplication.service)
+    if filters.keyword:
+        query = query.join(ExternalService.vendor_company)
+    return query
+
+
+def _filtered(
+    query: sa.Select,
+    organisation_id: int,
+    filters: RegisterFilter,
+    today: date,
+    viewer: User | None,
+) -> sa.Select:
+    return _joined(query, filters).where(*_conditions(organisation_id, filters, today, viewer))
+
+
+ORDER = (ExternalService.name, UseApplication.id)
+
+# What the list page shows of its 50 entries (``register/index.html``): joined where it can be,
+# without the services' long texts (the list shows none of them) and without the managers'
+# roles and departments (it shows their names). The exports and the printable view read every
+# column of ``COLUMNS`` of every entry and also need the applicant and the approver: many
+# entries share a department, a plan or a person, so those are loaded once each (``User``
+# brings its roles and departments with it).
+_LIST_OPTIONS = (
+    joinedload(UseApplication.service).options(
+        joinedload(ExternalService.vendor_company),
+        defer(ExternalService.description),
+        defer(ExternalService.certificates),
+        defer(ExternalService.data_locations),
+        defer(ExternalService.subcontractors),
+        defer(ExternalService.backup),
+        defer(ExternalService.exit_plan),
+    ),
+    joinedload(UseApplication.plan),
+    joinedload(UseApplication.department),
+    selectinload(UseApplication.managers).joinedload(ManagerAssignment.user).lazyload("*"),
+    selectinload(UseApplication.terms_versions),
+)
+_FULL_OPTIONS = (
+    selectinload(UseApplication.plan),
+    selectinload(UseApplication.department),
+    selectinload(UseApplication.managers).joinedload(ManagerAssignment.user),
+    selectinload(UseApplication.terms_versions),
+    selectinload(UseApplication.applicant),
+    selectinload(UseApplication.decided_by),
+)
 
 
 def register_query(
@@ -234,20 +287,33 @@ def register_query(
     """The entries, ordered by service name, with everything the columns read loaded eagerly
     (a constant number of queries whatever the number of entries). ``viewer`` widens the
     result to the applications in progress or rejected that this user may read."""
+    service = contains_eager(UseApplication.service)
     return (
-        _joined(sa.select(UseApplication))
-        .where(*_conditions(organisation_id, filters, today, viewer))
+        _filtered(sa.select(UseApplication), organisation_id, filters, today, viewer)
         .options(
-            contains_eager(UseApplication.service).contains_eager(ExternalService.vendor_company),
-            joinedload(UseApplication.plan),
-            joinedload(UseApplication.department),
-            joinedload(UseApplication.applicant),
-            joinedload(UseApplication.decided_by),
-            selectinload(UseApplication.managers).joinedload(ManagerAssignment.user),
-            selectinload(UseApplication.terms_versions),
+            service.contains_eager(ExternalService.vendor_company)
+            if filters.keyword
+            else service.joinedload(ExternalService.vendor_company),
+            *_FULL_OPTIONS,
         )
-        .order_by(ExternalService.name, UseApplication.id)
+        .order_by(*ORDER)
     )
+
+
+def page_ids(
+    session: Session,
+    organisation_id: int,
+    filters: RegisterFilter,
+    today: date,
+    viewer: User | None = None,
+    *,
+    limit: int,
+    offset: int = 0,
+) -> list[int]:
+    """The ids of one page of entries, in the register's order: filtered and sorted in SQL
+    on narrow index entries only (no row of the page is loaded yet)."""
+    query = _filtered(sa.select(UseApplication.id), organisation_id, filters, today, viewer)
+    return list(session.scalars(query.order_by(*ORDER).limit(limit).offset(offset)))
 
 
 def count(
@@ -258,22 +324,25 @@ def count(
     viewer: User | None = None,
 ) -> dict[str, int]:
     """How many entries the filter finds: in all, by status, and how many need attention
-    (review overdue, a certificate expired)."""
+    (review overdue, a certificate expired). One grouped query; the services are joined only
+    when a filter reads them (an expired certificate is found through the services' expiry
+    index), so the usual count reads the applications' index alone."""
     overdue = sa.and_(
         UseApplication.status.not_in(ENDED_STATES), UseApplication.next_review_on < today
     )
-    expired = ExternalService.earliest_expiry < today
-    query = (
-        _joined(
-            sa.select(
-                UseApplication.status,
-                sa.func.count(UseApplication.id),
-                sa.func.sum(sa.case((overdue, 1), else_=0)),
-                sa.func.sum(sa.case((expired, 1), else_=0)),
-            )
-        )
-        .where(*_conditions(organisation_id, filters, today, viewer))
-        .group_by(UseApplication.status)
+    expired = UseApplication.service_id.in_(
+        sa.select(ExternalService.id).where(ExternalService.earliest_expiry < today)
+    )
+    query = sa.select(
+        UseApplication.status,
+        sa.func.count(UseApplication.id),
+        sa.func.sum(sa.case((overdue, 1), else_=0)),
+        sa.func.sum(sa.case((expired, 1), else_=0)),
+    )
+    if _needs_service(filters):
+        query = _joined(query, filters)
+    query = query.where(*_conditions(organisation_id, filters, today, viewer)).group_by(
+        UseApplication.status
     )
     totals = {"total": 0, "review_overdue": 0, "certificate_expired": 0}
     for status, number, late, lapsed in session.execute(query):
@@ -286,50 +355,62 @@ def count(
 
 @dataclass(frozen=True)
 class RegisterRow:
-    """One entry as the register shows it."""
+    """One entry as the register shows it, with what every output reads worked out once
+    (``of``): the ISMAP status, the current 外部サービス管理者 and the review and certificate
+    marks of ``today``."""
 
     application: UseApplication
+    service: ExternalService
     document: ClauseDocument | None
     contract: Contract | None
     attached_version: ClauseVersion | None  # the 特記事項 version attached to the contract
     lifecycle: LifecycleState | None
     today: date
+    ismap: IsmapStatus
+    manager: ManagerAssignment | None  # the current 外部サービス管理者
+    review_overdue: bool
+    review_soon: bool
+    certificate_expired: bool
+    certificate_expiring: bool
 
-    @property
-    def service(self) -> ExternalService:
-        return self.application.service
-
-    @property
-    def ismap(self) -> ismap.IsmapStatus:
-        return self.service.ismap_status(self.today, ISMAP_WARN_DAYS)
-
-    @property
-    def review_overdue(self) -> bool:
-        due = self.application.next_review_on
-        return bool(due and due < self.today and self.application.status not in ENDED_STATES)
-
-    @property
-    def review_soon(self) -> bool:
-        due = self.application.next_review_on
-        return bool(
-            due
-            and not self.review_overdue
-            and self.application.status not in ENDED_STATES
-            and due <= self.today + timedelta(days=REVIEW_WARN_DAYS)
-        )
-
-    @property
-    def certificate_expired(self) -> bool:
-        expiry = self.service.earliest_expiry
-        return bool(expiry and expiry < self.today)
-
-    @property
-    def certificate_expiring(self) -> bool:
-        expiry = self.service.earliest_expiry
-        return bool(
-            expiry
-            and not self.certificate_expired
-            and expiry <= self.today + timedelta(days=CERTIFICATE_WARN_DAYS)
+    @classmethod
+    def of(
+        cls,
+        application: UseApplication,
+        contract_of: tuple[ClauseDocument | None, Contract | None],
+        lifecycle: LifecycleState | None,
+        today: date,
+    ) -> RegisterRow:
+        service = application.service
+        document, contract = contract_of
+        due = application.next_review_on
+        reviewed = application.status not in ENDED_STATES
+        review_overdue = bool(due and reviewed and due < today)
+        expiry = service.earliest_expiry
+        certificate_expired = bool(expiry and expiry < today)
+        return cls(
+            application=application,
+            service=service,
+            document=document,
+            contract=contract,
+            attached_version=contract.attached_version if contract else None,
+            lifecycle=lifecycle,
+            today=today,
+            ismap=service.ismap_status(today, ISMAP_WARN_DAYS),
+            manager=application.current_manager,
+            review_overdue=review_overdue,
+            review_soon=bool(
+                due
+                and reviewed
+                and not review_overdue
+                and due <= today + timedelta(days=REVIEW_WARN_DAYS)
+            ),
+            certificate_expired=certificate_expired,
+            certificate_expiring=bool(
+                expiry
+                and not certificate_expired
+                and expiry <= today + timedelta(days=CERTIFICATE_WARN_DAYS)
+            ),
         )
 
 
@@ -345,28 +426,33 @@ def rows(
 ) -> list[RegisterRow]:
     """The entries as ``RegisterRow``s: the applications, their contracts and attached
     versions, the managers' departments and the checklist states, in a fixed number of
-    queries."""
-    query = register_query(organisation_id, filters, today, viewer)
-    if limit is not None:
-        query = query.limit(limit).offset(offset)
-    applications = list(session.scalars(query).unique())
+    queries. With ``limit`` (one page of the list): the page's ids first (``page_ids``), then
+    only those entries, with what the list page shows."""
+    if limit is None:
+        query = register_query(organisation_id, filters, today, viewer)
+        applications = list(session.scalars(query).unique())
+    else:
+        ids = page_ids(session, organisation_id, filters, today, viewer, limit=limit, offset=offset)
+        applications = _loaded(session, ids)
     # The contracts come with their attached versions (one query).
     contracts = contracts_for(session, [a.assessment_id for a in applications if a.assessment_id])
     states = states_for(session, applications, today)
-    found = []
-    for a in applications:
-        document, contract = contracts.get(a.assessment_id or 0, (None, None))
-        found.append(
-            RegisterRow(
-                application=a,
-                document=document,
-                contract=contract,
-                attached_version=contract.attached_version if contract else None,
-                lifecycle=states.get(a.id),
-                today=today,
-            )
+    return [
+        RegisterRow.of(
+            a, contracts.get(a.assessment_id or 0, (None, None)), states.get(a.id), today
         )
-    return found
+        for a in applications
+    ]
+
+
+def _loaded(session: Session, ids: list[int]) -> list[UseApplication]:
+    """The entries ``ids`` in that order, with what the list page shows (a fixed number of
+    queries)."""
+    if not ids:
+        return []
+    query = sa.select(UseApplication).where(UseApplication.id.in_(ids)).options(*_LIST_OPTIONS)
+    found = {a.id: a for a in session.scalars(query).unique()}
+    return [found[i] for i in ids if i in found]
 
 
 def departments_of(session: Session, organisation_id: int) -> dict[int, str]:

@@ -15,18 +15,12 @@ from portal.permissions import Permission, require
 from portal.questionnaires.schema import SEGMENTS
 from portal.register import exports, service
 from portal.register.service import RegisterFilter
-from portal.web import CSP, format_jst, today_jst
+from portal.web import CSP, format_jst, page_of, today_jst
 
 bp = Blueprint("register", __name__, url_prefix="/register", template_folder="templates")
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 TITLE = "承認済み外部サービス台帳"
-MAX_PAGE = 100_000
-
-
-def _page_number(raw: str | None) -> int:
-    raw = (raw or "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_PAGE else 1
 
 
 def _choices(filters: RegisterFilter) -> dict:
@@ -50,8 +44,7 @@ def index():
     today = today_jst()
     organisation_id = current_user.organisation_id
     counts = service.count(db, organisation_id, filters, today, current_user)
-    pages = max((counts["total"] + service.PAGE_SIZE - 1) // service.PAGE_SIZE, 1)
-    page = min(_page_number(request.args.get("page")), pages)
+    page, pages = page_of(request.args.get("page"), counts["total"], service.PAGE_SIZE)
     rows = service.rows(
         db,
         organisation_id,

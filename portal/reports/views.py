@@ -15,23 +15,16 @@ from portal.permissions import Permission, require
 from portal.register import exports
 from portal.reports import columns, service
 from portal.reports.service import ReviewFilter
-from portal.web import CSP, today_jst
+from portal.web import CSP, page_of, today_jst
 
 bp = Blueprint("reports", __name__, url_prefix="/reviews", template_folder="templates")
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-MAX_PAGE = 100_000
-
-
-def _page_number(raw: str | None) -> int:
-    raw = (raw or "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_PAGE else 1
 
 
 def _pages(total: int) -> tuple[int, int]:
     """(page, pages) of the request's ?page= for ``total`` rows."""
-    pages = max((total + service.PAGE_SIZE - 1) // service.PAGE_SIZE, 1)
-    return min(_page_number(request.args.get("page")), pages), pages
+    return page_of(request.args.get("page"), total, service.PAGE_SIZE)
 
 
 @bp.route("/dashboard")

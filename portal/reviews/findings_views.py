@@ -22,12 +22,11 @@ from portal.reviews.finding_forms import CloseForm, FindingForm
 from portal.reviews.findings import FindingError, FindingInput
 from portal.reviews.models import SEVERITIES, Confirmation, Finding
 from portal.users.models import User
-from portal.web import current_actor, flash_form_errors, parse_id, today_jst
+from portal.web import current_actor, flash_form_errors, page_of, today_jst
 
 bp = Blueprint("findings", __name__, template_folder="templates")
 
 PAGE_SIZE = 50
-MAX_PAGE = 100_000
 DEFAULT_STATUS = "open"
 
 
@@ -76,11 +75,6 @@ def raise_from_form(source: findings.Source, back: str):
     return redirect(f"{back}#findings", code=303)
 
 
-def _page_number(raw: str | None) -> int:
-    number = parse_id(raw)
-    return number if number is not None and number <= MAX_PAGE else 1
-
-
 @bp.route("/findings")
 @require(Permission.REVIEWS_VIEW)
 def index():
@@ -94,8 +88,7 @@ def index():
         findings.visible_query(current_user), status=status, severity=severity, today=today
     )
     total = db.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    page = min(_page_number(request.args.get("page")), pages)
+    page, pages = page_of(request.args.get("page"), total, PAGE_SIZE)
     rows = list(
         db.scalars(
             query.options(selectinload(Finding.owner))
