@@ -102,9 +102,17 @@ def write_phase(session: Session) -> Iterator[Session]:
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("the read phase changed objects; it must not write")
     session.commit()
+    with _write_transaction(session):
+        yield session
+
+
+@contextmanager
+def _write_transaction(session: Session) -> Iterator[None]:
+    """The block's transaction writes (BEGIN IMMEDIATE on SQLite); committed when it ends, rolled
+    back on an exception."""
     token = set_write_intent(True)
     try:
-        yield session
+        yield
         session.commit()
     except BaseException:
         session.rollback()
@@ -165,14 +173,6 @@ def _close_session(_exc: BaseException | None) -> None:
 @contextmanager
 def writing() -> Iterator[Session]:
     """A session whose transaction will write; commits on success (for CLI commands)."""
-    token = set_write_intent(True)
-    try:
-        session = get_session()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-    finally:
-        reset_write_intent(token)
+    session = get_session()
+    with _write_transaction(session):
+        yield session
