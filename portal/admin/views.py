@@ -145,7 +145,14 @@ def user_edit(user_id: int):
             db.commit()
             flash("利用者の情報を更新しました。", "success")
             return redirect(url_for("admin.user_edit", user_id=target.id))
+    _ask_to_reload(form)
     return render_template("admin/user_edit.html", form=form, target=target, reset_form=ResetForm())
+
+
+def _ask_to_reload(form) -> None:
+    """A refused hidden version has no field on the page to show its error next to."""
+    if form.version.errors:
+        flash("画面を読み込み直してから、もう一度操作してください。", "error")
 
 
 def _user_action(user_id: int, action, success: str):
@@ -306,4 +313,5 @@ def organisation():
             db.commit()
             flash("団体情報を更新しました。", "success")
             return redirect(url_for("admin.organisation"))
+    _ask_to_reload(form)
     return render_template("admin/organisation.html", form=form, org=org)

@@ -6,6 +6,8 @@
   if (!form || !form.dataset.autosaveUrl || !window.fetch) { return; }
   var IDLE_MS = 3000;  // save after a pause in typing, or at once when a field is left
   var timers = {};
+  var saving = {};  // question -> a save is on its way
+  var again = {};   // question -> changed while it was: save once more when the reply is in
   var token = form.querySelector("input[name=csrf_token]").value;
 
   function questionOf(element) {
@@ -27,7 +29,11 @@
     node.classList.toggle("autosave-status--error", Boolean(isError));
   }
 
+  // One save per question at a time: the next one must carry the revision the previous reply
+  // gave, or the server would take the vendor's own earlier save for someone else's (409).
   function save(key) {
+    if (saving[key]) { again[key] = true; return; }
+    saving[key] = true;
     var body = new URLSearchParams();
     body.append("csrf_token", token);
     body.append("question", key);
@@ -53,6 +59,9 @@
       status(key, result.data.message, !result.ok);
     }).catch(function () {
       status(key, "自動保存できませんでした。「保存する」ボタンで保存してください。", true);
+    }).then(function () {
+      saving[key] = false;
+      if (again[key]) { again[key] = false; save(key); }
     });
   }
 

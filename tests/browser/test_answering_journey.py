@@ -5,10 +5,12 @@ under the strict CSP, without console errors."""
 from __future__ import annotations
 
 import json
+import time
 
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
+from portal.assessments import store
 from portal.assessments.models import Answer
 from portal.permissions import Role
 from tests.factories import PASSWORD
@@ -83,3 +85,50 @@ def test_a_vendor_answer_is_autosaved_while_typing_and_a_follow_up_appears_after
     assert page.problems == [
         "Failed to load resource: the server responded with a status of 422 (UNPROCESSABLE ENTITY)"
     ]
+
+
+def test_quick_changes_to_one_question_are_saved_one_after_another(
+    live_server, page, db, make, org, monkeypatch
+):
+    """Ticking several boxes of one question faster than the server answers: each save waits for
+    the previous reply (whose revision it carries), so none is refused as someone else's."""
+    department = make.department(org, "市民課")
+    staff = make.user(org, roles={Role.STAFF}, departments=[department])
+    company = make.company(org, "みなと情報システム株式会社")
+    vendor = make.user(company=company, invited_by=org, name="回答 花子")
+    assessment = make.assessment(make.engagement(org, department, staff), company, staff)
+    slow_save = store.save
+
+    def save(*args, **kwargs):
+        time.sleep(0.4)  # a slow server: the next tick comes before this reply
+        return slow_save(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save", save)
+    started: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            started.append(request.post_data or "") if request.url.endswith("/autosave") else None
+        ),
+    )
+
+    page.goto(f"{live_server}/auth/login")
+    page.get_by_label("メールアドレス").fill(vendor.email)
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="ログイン").click()
+    page.wait_for_url(f"{live_server}/")
+    page.goto(f"{live_server}/assessments/{assessment.id}/sections/contract")
+    for choice in ("onsite", "remote", "vpn"):
+        page.locator(f"#q-contract-access_methods-{choice}").check()
+    status = page.locator('[data-status-for="contract.access_methods"]')
+    expect(status).to_have_text("自動保存しました。", timeout=10_000)
+    expect(status).not_to_have_class("autosave-status autosave-status--error")
+
+    assert sorted(_saved(db, assessment.id)["contract.access_methods"]) == [
+        "onsite",
+        "remote",
+        "vpn",
+    ]
+    # The first tick went out alone; the two made meanwhile were sent together, once.
+    assert len(started) == 2
+    assert page.problems == []
