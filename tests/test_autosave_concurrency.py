@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
+from portal.assessments import autosave as autosave_checks
 from portal.assessments import views
 from portal.assessments.models import Answer, AnswerRevision, Assessment
 from portal.assessments.views import STALE as STALE_MESSAGE
@@ -391,3 +392,89 @@ def test_the_page_script_still_gets_the_revision_of_a_first_answer_and_of_no_cha
     cleared = post(browser, assessment.id, key, "", token, 1)
     assert cleared.get_json()["revision"] == 2
     assert stored(db, assessment.id)[key] == ("null", 2)
+
+
+def test_the_autosave_lock_lets_answers_of_the_assessment_be_inserted(app, db, assessment):
+    """PostgreSQL: the autosave's row lock on the assessment (``FOR NO KEY UPDATE``) does not
+    block an answer inserted meanwhile (whose foreign key takes ``FOR KEY SHARE`` on it), so a
+    section save inserting answers cannot deadlock with an autosave updating one; a submit
+    (which updates the row) still waits for it."""
+    engine = engine_for(app)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers with its one writer lock")
+    session = app.extensions["db_sessionmaker"]()
+    try:
+        assert autosave_checks.locked_assessment(session, assessment.id) is not None
+        with engine.connect() as other:
+            other.exec_driver_sql("SET lock_timeout = '2s'")
+            other.execute(
+                sa.text("SELECT 1 FROM assessment WHERE id = :id FOR KEY SHARE"),
+                {"id": assessment.id},
+            )  # what inserting an answer row takes: granted at once
+            with pytest.raises(sa.exc.OperationalError):
+                other.execute(
+                    sa.text("SELECT 1 FROM assessment WHERE id = :id FOR UPDATE NOWAIT"),
+                    {"id": assessment.id},
+                )
+            other.rollback()
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _facts_and_answers():
+    """Any engagement facts, and for every question of the bank that conditions refer to, no
+    answer or any of the values the conditions accept (or a value none accepts)."""
+    from hypothesis import strategies as st
+
+    from portal.engagements.models import track_for
+    from portal.questionnaires.conditions import EngagementFacts
+
+    referred: dict[str, set[str]] = {}
+    for section in BANK.sections:
+        for condition in [section.when, *(q.when for q in section.questions)]:
+            for key, values in condition.answers if condition else ():
+                referred.setdefault(key, set()).update(values)
+
+    @st.composite
+    def build(draw):
+        kind = draw(st.sampled_from(["outsourcing", "external_service"]))
+        confidentiality = draw(st.integers(1, 3))
+        facts = EngagementFacts(
+            track=track_for(kind, confidentiality),
+            kind=kind,
+            confidentiality=confidentiality,
+            integrity=draw(st.integers(1, 2)),
+            availability=draw(st.integers(1, 2)),
+            personal_data=draw(st.booleans()),
+            specific_personal_data=draw(st.booleans()),
+            sensitive_personal_data=draw(st.booleans()),
+            segment=draw(st.sampled_from([None, "mynumber", "lgwan", "internet"])),
+        )
+        answers = {}
+        for key, values in sorted(referred.items()):
+            choice = draw(st.sampled_from([None, "(none of these)", *sorted(values)]))
+            if choice is not None:
+                answers[key] = draw(st.sampled_from([choice, [choice]]))
+        return facts, answers
+
+    return build()
+
+
+def test_the_autosave_sees_a_question_exactly_when_the_whole_sheet_shows_it():
+    """``autosave.is_visible`` walks only the conditions one question depends on; it must agree
+    with ``visible_questions`` (the whole sheet) for every question, whatever the facts and
+    answers."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @given(_facts_and_answers())
+    def agree(case):
+        facts, answers = case
+        shown = {q.key for q in visible_questions(BANK, facts, answers)}
+        for question in BANK.questions:
+            assert autosave_checks.is_visible(BANK, facts, answers, question.key) == (
+                question.key in shown
+            ), question.key
+
+    agree()

@@ -110,9 +110,10 @@ def snapshot(session: Session, assessment: Assessment, keys: set[str]) -> Snapsh
     return Snapshot(rows=rows, values=values)
 
 
-def is_stale(snap: Snapshot, key: str, value: Any, form: Mapping[str, str]) -> bool:
-    """As ``views.is_stale``: the page showed revision ``r:<key>``; someone has since saved a
-    different value, which this save would silently undo."""
+def is_stale(snap: Snapshot | Any, key: str, value: Any, form: Mapping[str, str]) -> bool:
+    """Optimistic locking per answer: the page said which revision it showed (``r:<key>``); if
+    someone saved a different value since, this save would silently undo theirs. ``snap`` is a
+    ``Snapshot`` or a whole ``views.Sheet`` (both have ``rows`` and ``values``)."""
     shown = form.get(f"r:{key}")
     if shown is None or not shown.isdigit():
         return False  # an old page or client without the field: accept as before
@@ -123,13 +124,15 @@ def is_stale(snap: Snapshot, key: str, value: Any, form: Mapping[str, str]) -> b
 
 def locked_assessment(session: Session, assessment_id: int) -> Assessment | None:
     """The assessment and its engagement read again; on PostgreSQL the assessment row stays
-    locked to the end of the transaction (a concurrent submit waits for this save, or this save
-    for it), as SQLite's writer lock already does."""
+    locked to the end of the transaction, so autosaves and a concurrent submit (which updates
+    the row) wait for each other, as SQLite's writer lock already makes them. ``FOR NO KEY
+    UPDATE``: inserting an answer (which takes ``FOR KEY SHARE`` on its assessment) is not
+    blocked, so a section save that inserts while this save updates cannot deadlock with it."""
     return session.scalars(
         sa.select(Assessment)
         .options(joinedload(Assessment.engagement, innerjoin=True))
         .where(Assessment.id == assessment_id)
-        .with_for_update(of=Assessment)
+        .with_for_update(of=Assessment, key_share=True)
         .execution_options(populate_existing=True)
     ).one_or_none()
 

@@ -144,7 +144,7 @@ def section(assessment_id: int, section_key: str):
             except answer_rules.AnswerInvalid as exc:
                 errors[question.key] = str(exc)
                 continue
-            if is_stale(sheet, question.key, value, request.form):
+            if autosave_checks.is_stale(sheet, question.key, value, request.form):
                 errors[question.key] = STALE
                 continue
             changed += store.save(db, assessment, question.key, value, current_user)
@@ -211,17 +211,6 @@ STALE = (
     "ほかの方が先にこの回答を更新したため、保存していません。"
     "ページを読み込み直して最新の内容を確認してから、もう一度入力してください。"
 )
-
-
-def is_stale(sheet: Sheet, key: str, value, form) -> bool:
-    """Optimistic locking per answer: the page said which revision it showed (``r:<key>``);
-    if someone saved a different value since, this save would silently undo theirs."""
-    shown = form.get(f"r:{key}")
-    if shown is None or not shown.isdigit():
-        return False  # an old page or client without the field: accept as before
-    row = sheet.rows.get(key)
-    current = row.revision if row is not None else 0
-    return int(shown) != current and sheet.values.get(key) != value
 
 
 def editable_keys(db, assessment: Assessment) -> set[str] | None:

@@ -153,9 +153,12 @@ class BulkWriter:
                 last = sa.select(sa.func.max(table.c.id)).scalar_subquery()
                 sequence = sa.func.pg_get_serial_sequence(table.name, "id")
                 self.connection.execute(sa.select(sa.func.setval(sequence, last)))
+            # Only the tables loaded here (a bare ANALYZE would lock every table to the commit).
+            quote = self.connection.dialect.identifier_preparer.quote
+            self.connection.exec_driver_sql(f"ANALYZE {', '.join(map(quote, self._tables))}")
         else:
             self.connection.exec_driver_sql(f"PRAGMA analysis_limit={SQLITE_ANALYSIS_LIMIT}")
-        self.connection.exec_driver_sql("ANALYZE")
+            self.connection.exec_driver_sql("ANALYZE")
 
 
 def _converted(row: Sequence[Any], processors: list) -> tuple:
