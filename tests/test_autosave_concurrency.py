@@ -8,6 +8,7 @@ switched off) makes it refuse, never overwrite."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections import Counter
@@ -478,3 +479,40 @@ def test_the_autosave_sees_a_question_exactly_when_the_whole_sheet_shows_it():
             ), question.key
 
     agree()
+
+
+def test_a_section_save_waits_for_an_autosave_holding_the_assessment(
+    app, db, assessment, first_vendor
+):
+    """PostgreSQL: the section save (保存する), submit, copy and Excel import lock the assessment
+    as the autosave's write phase does, so they follow one another instead of racing on the
+    answers' revisions."""
+    engine = engine_for(app)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers with its one writer lock")
+    browser = logged_in_as(app, first_vendor)
+    token = csrf(browser)
+    replies = []
+
+    def save_section():
+        replies.append(
+            browser.client.post(
+                f"/assessments/{assessment.id}/sections/company",
+                data={"csrf_token": token, "a:company.security_officer": "港 一郎"},
+            )
+        )
+
+    with engine.connect() as autosaving:
+        autosaving.execute(
+            sa.text("SELECT 1 FROM assessment WHERE id = :id FOR NO KEY UPDATE"),
+            {"id": assessment.id},
+        )
+        thread = threading.Thread(target=save_section)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive(), "the section save did not wait for the lock"
+        autosaving.rollback()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert replies[0].status_code in (302, 303)
+    assert json.loads(stored(db, assessment.id)["company.security_officer"][0]) == "港 一郎"

@@ -62,7 +62,7 @@ def excel_download(assessment_id: int):
 @bp.route("/<int:assessment_id>/excel/import", methods=["GET", "POST"])
 @require(Permission.ASSESSMENTS_ANSWER)
 def excel_import(assessment_id: int):
-    assessment = _for_vendor(assessment_id)
+    assessment = _for_vendor(assessment_id, lock=request.method == "POST")
 
     def page(status: int = 200, **context):
         return render_template(

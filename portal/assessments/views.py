@@ -46,9 +46,16 @@ from portal.web import parse_id, today_jst
 bp = Blueprint("assessments", __name__, url_prefix="/assessments", template_folder="templates")
 
 
-def _for_vendor(assessment_id: int) -> Assessment:
-    """Another company's assessment does not exist as far as a vendor can tell (404)."""
-    assessment = get_session().get(Assessment, assessment_id)
+def _for_vendor(assessment_id: int, *, lock: bool = False) -> Assessment:
+    """Another company's assessment does not exist as far as a vendor can tell (404).
+
+    ``lock`` (requests that write answers or the status): on PostgreSQL the row stays locked to
+    the end of the transaction, as in the autosave's write phase (``FOR NO KEY UPDATE``), so
+    these writes and autosaves follow one another and each reads the answers the one before
+    committed; SQLite's writer lock already orders them."""
+    assessment = get_session().get(
+        Assessment, assessment_id, with_for_update={"key_share": True} if lock else None
+    )
     if assessment is None or not can_answer(current_user, assessment):
         abort(404)
     return assessment
@@ -120,7 +127,7 @@ def answer(assessment_id: int):
 @bp.route("/<int:assessment_id>/sections/<section_key>", methods=["GET", "POST"])
 @require(Permission.ASSESSMENTS_ANSWER)
 def section(assessment_id: int, section_key: str):
-    assessment = _for_vendor(assessment_id)
+    assessment = _for_vendor(assessment_id, lock=request.method == "POST")
     sheet = Sheet(assessment)
     current, questions = sheet.section(section_key)
     errors: dict[str, str] = {}
@@ -321,7 +328,7 @@ def _reply(status: str, message: str, code: int):
 @bp.route("/<int:assessment_id>/submit", methods=["GET", "POST"])
 @require(Permission.ASSESSMENTS_ANSWER)
 def submit(assessment_id: int):
-    assessment = _for_vendor(assessment_id)
+    assessment = _for_vendor(assessment_id, lock=request.method == "POST")
     sheet = Sheet(assessment)
     if request.method == "POST":
         if not sheet.progress.complete:
@@ -345,7 +352,7 @@ def submit(assessment_id: int):
 @require(Permission.ASSESSMENTS_ANSWER)
 def copy(assessment_id: int):
     """Fill empty answers from an earlier assessment of the same company."""
-    assessment = _for_vendor(assessment_id)
+    assessment = _for_vendor(assessment_id, lock=True)
     source_id = parse_id(request.form.get("source"))
     if source_id is None:
         abort(404)
