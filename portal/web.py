@@ -100,18 +100,13 @@ def parse_id(raw: str | None, minimum: int = 1) -> int | None:
 MAX_PAGE = 100_000
 
 
-def page_number(raw: str | None) -> int:
-    """``?page=`` read like an id: anything that is not a page number (text, 0, beyond
-    MAX_PAGE) is the first page."""
-    number = parse_id(raw)
-    return number if number is not None and number <= MAX_PAGE else 1
-
-
 def page_of(raw: str | None, total: int, page_size: int) -> tuple[int, int]:
-    """(page, pages) of ``?page=`` for a list of ``total`` rows shown ``page_size`` at a time;
-    a page past the end is the last one."""
+    """(page, pages) of ``?page=`` for a list of ``total`` rows shown ``page_size`` at a time:
+    read like an id; anything that is not a page number (text, 0, beyond MAX_PAGE) is the
+    first page, a page past the end the last one."""
     pages = max((total + page_size - 1) // page_size, 1)
-    return min(page_number(raw), pages), pages
+    number = parse_id(raw)
+    return min(number if number is not None and number <= MAX_PAGE else 1, pages), pages
 
 
 class IdConverter(IntegerConverter):

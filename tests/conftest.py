@@ -14,12 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from portal import create_app
-from portal.audit.models import AuditChain
-from portal.audit.service import GENESIS_CHAIN_HEAD
 from portal.cli import upgrade
-from portal.db import Base, engine_for
 from tests import factories
-from tests.helpers import Browser
+from tests.helpers import Browser, empty_database
 
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
 
@@ -51,14 +48,7 @@ def app(database_url, tmp_path):
         }
     )
     yield app
-    engine = engine_for(app)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-        conn.execute(
-            sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD)
-        )  # as the migration leaves it
-    engine.dispose()
+    empty_database(app)
 
 
 @pytest.fixture

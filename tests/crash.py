@@ -63,8 +63,7 @@ from sqlalchemy.engine import make_url
 from portal import create_app
 from portal.assessments.models import Answer, AnswerRevision
 from portal.audit import service as audit
-from portal.audit.models import AuditChain, AuditEvent
-from portal.audit.service import GENESIS_CHAIN_HEAD
+from portal.audit.models import AuditEvent
 from portal.db import Base, engine_for
 from portal.evidence import storage
 from portal.evidence.models import EvidenceFile
@@ -1027,16 +1026,6 @@ def backup_round_trip(app, work: Path) -> RoundTrip:
         restored_chain_ok=chain.ok,
         restored_unverified=unverified,
     )
-
-
-def wipe(app) -> None:
-    """Empty every table and put the audit chain back as the migration leaves it."""
-    engine = engine_for(app)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-        conn.execute(sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD))
-    engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from bs4 import BeautifulSoup
 from flask.testing import FlaskClient
 
-from portal.db import engine_for
+from portal.audit.models import AuditChain
+from portal.audit.service import GENESIS_CHAIN_HEAD
+from portal.db import Base, engine_for
 from portal.mail.service import read_outbox
 from tests.factories import PASSWORD
 
@@ -170,3 +172,14 @@ class QueryCounter:
 
     def __exit__(self, *_exc):
         sa.event.remove(self.engine, "before_cursor_execute", self)
+
+
+def empty_database(app) -> None:
+    """Empty every table and put the audit chain back as the migration leaves it (what the
+    ``app`` fixture does after each test; module-scoped worlds and the crash run do it too)."""
+    engine = engine_for(app)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        conn.execute(sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD))
+    engine.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from portal import create_app
 from tests import crash
+from tests.helpers import empty_database
 
 CLIENTS = 4
 
@@ -46,7 +47,7 @@ def crashed(database_url, tmp_path_factory):
             sqlite=make_url(database_url).get_backend_name() == "sqlite",
         )
     finally:
-        crash.wipe(app)  # as the app fixture leaves the database for the next test
+        empty_database(app)  # as the app fixture leaves the database for the next test
 
 
 def by_phase(items, *phases) -> list:

@@ -55,8 +55,6 @@ from werkzeug.exceptions import HTTPException
 
 from portal import create_app
 from portal.audit import service as audit_service
-from portal.audit.models import AuditChain
-from portal.audit.service import GENESIS_CHAIN_HEAD
 from portal.auth import tokens
 from portal.contractor_audits import service as contractor_audits
 from portal.db import Base, engine_for
@@ -76,7 +74,7 @@ from portal.web import JST
 from tests import factories
 from tests.conftest import CHEAP_ARGON2
 from tests.factories import PASSWORD
-from tests.helpers import Browser, soup
+from tests.helpers import Browser, empty_database, soup
 from tests.test_clauses_web import ready
 from tests.test_confirmations import answer_all
 from tests.test_evidence_files import pdf_bytes
@@ -865,16 +863,6 @@ class Fuzz:
     rollback: Rollback
     hosts: dict[str, list[Host]]  # endpoint → pages holding its forms
     unknown: list[str]  # forms whose action the site does not take
-
-
-def empty_database(app) -> None:
-    """As ``tests/conftest.py`` leaves the database after a test."""
-    engine = engine_for(app)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-        conn.execute(sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD))
-    engine.dispose()
 
 
 def visitors_of(app, w) -> dict[str, Browser]:

@@ -54,12 +54,10 @@ from portal.assessments.answers import validate
 from portal.assessments.demo import sample_answer
 from portal.assessments.excel_layout import ANSWER_COL, ANSWERS, KEY_COL
 from portal.assessments.models import Assessment
-from portal.audit.models import AuditChain
-from portal.audit.service import GENESIS_CHAIN_HEAD
 from portal.auth.forms import LoginForm
 from portal.clauses import catalogue as clause_catalogue
 from portal.contractor_audits.models import ContractorAudit
-from portal.db import Base, engine_for, utcnow
+from portal.db import utcnow
 from portal.evidence.models import EvidenceFile
 from portal.permissions import AUTHENTICATED, PUBLIC, ROLE_PERMISSIONS, Role
 from portal.questionnaires import loader
@@ -77,7 +75,7 @@ from portal.vendors.models import VendorCompany
 from portal.web import today_jst
 from tests import factories
 from tests.conftest import CHEAP_ARGON2
-from tests.helpers import Browser, form_fields, link_in, outbox, soup
+from tests.helpers import Browser, empty_database, form_fields, link_in, outbox, soup
 from tests.pdf_helpers import pdf_attachments, pdf_text
 from tests.test_evidence_files import pdf_bytes
 from tests.test_routes import path_for, requirement_of, walked_rules
@@ -413,12 +411,7 @@ def site(database_url, tmp_path_factory):
     yield SimpleNamespace(app=app, db=session, make=factories.Factory(session, app), posted=posted)
     request_started.disconnect(record, app)
     session.close()
-    engine = engine_for(app)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-        conn.execute(sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD))
-    engine.dispose()
+    empty_database(app)
 
 
 def token_of(browser: Browser, url: str = "/") -> str:

@@ -17,7 +17,7 @@ from portal.orgs.models import Department
 from portal.permissions import ORGANISATION_WIDE_READERS, Role, can_edit_engagement
 from portal.questionnaires.schema import TRACKS
 from portal.users.models import User
-from portal.web import parse_id
+from portal.web import page_of, parse_id
 
 FIELDS = (
     "kind",
@@ -263,15 +263,14 @@ def _visible(actor: User, filters: EngagementFilter) -> list[sa.ColumnElement[bo
 
 
 def visible_page(
-    session: Session, actor: User, filters: EngagementFilter, page: int = 1
+    session: Session, actor: User, filters: EngagementFilter, raw_page: str | None = None
 ) -> EngagementPage:
-    """The ``page``-th page (``PAGE_SIZE`` rows, newest first) of the engagements the actor may
-    see; a page past the end gives the last one. Two statements: the count, then the rows with
-    the columns the list shows and their department's name."""
+    """One page (``PAGE_SIZE`` rows, newest first) of the engagements the actor may see, the
+    ``?page=`` read as every list reads it (``web.page_of``). Two statements: the count, then
+    the rows with the columns the list shows and their department's name."""
     conditions = _visible(actor, filters)
     total = session.scalar(sa.select(sa.func.count(Engagement.id)).where(*conditions)) or 0
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    page = min(max(page, 1), pages)
+    page, pages = page_of(raw_page, total, PAGE_SIZE)
     rows = []
     if total:
         rows = list(

@@ -25,7 +25,6 @@ from portal.questionnaires.schema import TRACKS
 from portal.reviews import schedules
 from portal.users import service as users
 from portal.vendors import service as vendors
-from portal.web import page_number
 
 bp = Blueprint("engagements", __name__, url_prefix="/engagements", template_folder="templates")
 
@@ -64,11 +63,7 @@ def index():
     db = get_session()
     departments = engagements.department_choices(db, current_user)
     filters = engagements.EngagementFilter.parse(request.args, departments)
-    # The page number as the register reads it: not a positive number → the first page, past
-    # the end → the last.
-    listed = engagements.visible_page(
-        db, current_user, filters, page_number(request.args.get("page"))
-    )
+    listed = engagements.visible_page(db, current_user, filters, request.args.get("page"))
     return render_template(
         "engagements/index.html",
         listed=listed,

@@ -22,13 +22,11 @@ from portal import create_app
 from portal.approvals.models import UseApplication
 from portal.assessments.models import Assessment
 from portal.assessments.views import Sheet
-from portal.audit.models import AuditChain
-from portal.audit.service import GENESIS_CHAIN_HEAD
 from portal.contractor_audits.models import ContractorAudit
-from portal.db import Base, engine_for
 from portal.reviews.models import Confirmation, Finding, ReviewSchedule, VendorReport
 from portal.users.models import User
 from tests.conftest import CHEAP_ARGON2
+from tests.helpers import empty_database
 
 PASSWORD = "アクセシビリティ確認用のパスフレーズ 2026"
 BLOCKING = ("serious", "critical")
@@ -230,12 +228,7 @@ def world(database_url, tmp_path_factory):
             server.shutdown()
             thread.join(timeout=10)
         server.server_close()
-        engine = engine_for(app)
-        with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(table.delete())
-            conn.execute(sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD))
-        engine.dispose()
+        empty_database(app)
 
 
 def _log_in(page, world: World, email: str) -> None:

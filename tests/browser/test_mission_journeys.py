@@ -52,10 +52,7 @@ from portal.approvals.models import UseApplication
 from portal.assessments import store
 from portal.assessments.demo import sample_answer
 from portal.assessments.models import Answer, Assessment
-from portal.audit.models import AuditChain
-from portal.audit.service import GENESIS_CHAIN_HEAD
 from portal.clauses.models import ClauseVersion
-from portal.db import Base, engine_for
 from portal.engagements.models import Engagement
 from portal.evaluations.models import Outcome
 from portal.evidence.models import EvidenceFile
@@ -69,7 +66,7 @@ from portal.web import JST, today_jst
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import CHEAP_ARGON2
 from tests.factories import PASSWORD, Factory
-from tests.helpers import link_in, outbox
+from tests.helpers import empty_database, link_in, outbox
 from tests.pdf_helpers import pdf_text
 
 BANK = loader.latest("assessment")
@@ -288,12 +285,7 @@ def mission(database_url, chromium, tmp_path_factory):
             server.shutdown()
             thread.join(timeout=10)
         server.server_close()
-        engine = engine_for(app)
-        with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(table.delete())
-            conn.execute(sa.insert(AuditChain).values(**GENESIS_CHAIN_HEAD))
-        engine.dispose()
+        empty_database(app)
 
 
 def _jdate(day: date) -> str:
